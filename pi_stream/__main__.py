@@ -1,0 +1,3 @@
+from pi_stream.cli import main
+
+raise SystemExit(main())
