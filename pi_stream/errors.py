@@ -44,14 +44,16 @@ class CommandError(PiStreamError):
 
 
 class SiteError(PiStreamError):
-    """The site does not validate. Carries every problem at once, sorted by field path."""
+    """The site does not validate. Carries every problem at once, sorted by file and field path.
+
+    Each problem is (file, field path, message); the message says what would be valid.
+    """
 
     status = ExitStatus.INVALID_SITE
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
         self.problems = sorted(problems)
-        lines = [f"{source}: {path}: {msg}" if path else f"{source}: {msg}" for path, msg in self.problems]
+        lines = [f"{file}: {path}: {msg}" if path else f"{file}: {msg}" for file, path, msg in self.problems]
         super().__init__("\n".join(lines))
 
 

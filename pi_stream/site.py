@@ -1,0 +1,599 @@
+"""The site model: the one place that knows what a valid site is.
+
+A site is a directory holding `site.yml` (cameras, web, HLS), `inventory.yml`
+(an ordinary Ansible YAML inventory: which Pis, how to reach them) and
+`viewers.htpasswd` (written by `pi-stream user add`). `load_site()` reads all
+three and returns a frozen `Site`, or raises one `SiteError` listing every
+problem at once as (file, field path, what would be valid).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import yaml
+
+from pi_stream.errors import SiteError
+
+SITE_FILE = "site.yml"
+INVENTORY_FILE = "inventory.yml"
+VIEWERS_FILE = "viewers.htpasswd"
+
+# Names become file names, systemd instance names and URL path segments.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME_HINT = "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+SOURCE_TYPES = ("testsrc", "v4l2", "libcamera", "rtsp")
+DEFAULT_ENCODERS = ("h264_v4l2m2m", "libx264")
+KNOWN_ENCODERS = ("h264_v4l2m2m", "h264_omx", "libx264", "libopenh264")
+RTMP_PORT = 1935  # nginx-rtmp listens on 127.0.0.1 only, but the port is still taken on the host
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    ssh_port: int = 22
+    ssh_user: str = "root"
+
+
+@dataclass(frozen=True)
+class Source:
+    type: str
+    url: str = ""  # rtsp: without credentials
+    username: str = ""
+    password: str = field(default="", repr=False)
+    device: str = ""  # v4l2
+    input_format: str = ""  # v4l2: e.g. mjpeg, h264
+
+    @property
+    def encodes(self) -> bool:
+        """Whether ffmpeg must encode H.264 (True) or can remux what the source sends (False)."""
+        if self.type == "rtsp":
+            return False
+        if self.type == "v4l2":
+            return self.input_format != "h264"
+        return self.type == "testsrc"
+
+    def ffmpeg_url(self) -> str:
+        """The RTSP URL with credentials percent-encoded, so `! @ : / % #` survive ffmpeg's URL parser."""
+        if not self.username:
+            return self.url
+        parts = urlsplit(self.url)
+        userinfo = quote(self.username, safe="")
+        if self.password:
+            userinfo += ":" + quote(self.password, safe="")
+        netloc = f"{userinfo}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+
+@dataclass(frozen=True)
+class Camera:
+    name: str
+    host: str
+    source: Source
+    width: int
+    height: int
+    fps: int
+    bitrate_kbps: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Web:
+    https: bool
+    https_port: int
+    http_port: int
+    server_name: str
+    cert_file: Path | None
+    key_file: Path | None
+    cors_origins: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Hls:
+    fragment_seconds: int
+    playlist_seconds: int
+
+
+@dataclass(frozen=True)
+class Fail2ban:
+    maxretry: int
+    findtime_seconds: int
+    bantime_seconds: int
+
+
+@dataclass(frozen=True)
+class Site:
+    directory: Path
+    name: str
+    hosts: tuple[Host, ...]
+    cameras: tuple[Camera, ...]
+    web: Web
+    hls: Hls
+    fail2ban: Fail2ban
+    encoder_candidates: tuple[str, ...]
+    extra_tcp_ports: tuple[int, ...]
+    nginx_install_method: str
+    viewers: tuple[str, ...]
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def cameras_on(self, host: str) -> tuple[Camera, ...]:
+        return tuple(c for c in self.cameras if c.host == host)
+
+    @property
+    def viewers_file(self) -> Path:
+        return self.directory / VIEWERS_FILE
+
+    def public_tcp_ports(self, host: str) -> tuple[int, ...]:
+        """Inbound TCP ports the host firewall opens: SSH first, then the web ports, then extras."""
+        ports = [self.host(host).ssh_port, self.web.http_port]
+        if self.web.https:
+            ports.append(self.web.https_port)
+        ports.extend(self.extra_tcp_ports)
+        return tuple(dict.fromkeys(ports))
+
+
+class Problems:
+    """Collects (file, path, message) so one run reports every mistake."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    def add(self, file: str, path: str, message: str) -> None:
+        self.items.append((file, path, message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SiteError(self.items)
+
+
+class Fields:
+    """Reads one YAML mapping, typed, recording problems under its field path.
+
+    `done()` reports keys nobody asked for, with a did-you-mean: a typo like
+    `camras` must be an error, not a silently ignored key.
+    """
+
+    def __init__(self, data: Any, path: str, file: str, problems: Problems) -> None:
+        self.path, self.file, self.problems = path, file, problems
+        self.seen: set[str] = set()
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.error("", f"must be a mapping (key: value), got {type_name(data)}")
+            data = {}
+        self.data: dict[str, Any] = data
+
+    def at(self, key: str) -> str:
+        if not key:
+            return self.path
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.add(self.file, self.at(key), message)
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, default)
+
+    def string(self, key: str, default: str = "", pattern: re.Pattern | None = None, hint: str = "") -> str:
+        value = self.raw(key, default)
+        if value is None:
+            value = default
+        if not isinstance(value, str):
+            self.error(key, f"must be a string, got {type_name(value)}")
+            return default
+        if pattern is not None and key in self.data and not pattern.match(value):
+            self.error(key, f"{value!r} is not valid: {hint}")
+            return default
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            self.error(key, f"{value!r} is not one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(key, f"must be a whole number from {low} to {high}, got {value!r}")
+            return default
+        if not low <= value <= high:
+            self.error(key, f"{value} is out of range: use {low} to {high}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self.raw(key, [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(key, f"must be a list, got {type_name(value)}")
+            return []
+        return value
+
+    def sub(self, key: str) -> Fields:
+        return Fields(self.raw(key, {}), self.at(key), self.file, self.problems)
+
+    def done(self) -> None:
+        for key in self.data:
+            if key in self.seen:
+                continue
+            close = difflib.get_close_matches(str(key), sorted(self.seen), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(self.seen))}"
+            self.error(str(key), f"unknown key{hint}")
+
+
+def type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def read_yaml(path: Path, problems: Problems) -> Any:
+    """Parse a YAML file; a syntax error becomes one problem with its line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add(str(path), "", "file not found (create it with `pi-stream init`)")
+        return None
+    except OSError as exc:
+        problems.add(str(path), "", f"cannot read: {exc.strerror}")
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        problems.add(str(path), "", f"invalid YAML: {where}{problem}")
+        return None
+
+
+def load_inventory(path: Path, problems: Problems) -> tuple[Host, ...]:
+    """Hosts from an Ansible YAML inventory (all.hosts and nested children groups)."""
+    data = read_yaml(path, problems)
+    if data is None:
+        return ()
+    file = str(path)
+    if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
+        problems.add(file, "all", "the inventory must have a top-level 'all:' group (Ansible YAML inventory)")
+        return ()
+    found: dict[str, Host] = {}
+
+    def walk(group: dict, group_path: str) -> None:
+        hosts = group.get("hosts") or {}
+        if not isinstance(hosts, dict):
+            problems.add(file, f"{group_path}.hosts", "must be a mapping of host name to its variables")
+            hosts = {}
+        for name, host_vars in hosts.items():
+            host_path = f"{group_path}.hosts.{name}"
+            if not isinstance(name, str) or not HOST_RE.match(name) or name.startswith("_"):
+                problems.add(file, host_path, "host names use letters, digits, '.', '-', '_' and do not start with '_'")
+                continue
+            host_vars = host_vars or {}
+            if not isinstance(host_vars, dict):
+                problems.add(file, host_path, "host variables must be a mapping")
+                continue
+            port = host_vars.get("ansible_port", 22)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                problems.add(file, f"{host_path}.ansible_port", f"{port!r} is not a TCP port (1-65535)")
+                port = 22
+            found.setdefault(
+                name,
+                Host(
+                    name=name,
+                    address=str(host_vars.get("ansible_host", name)),
+                    ssh_port=port,
+                    ssh_user=str(host_vars.get("ansible_user", "root")),
+                ),
+            )
+        children = group.get("children") or {}
+        if isinstance(children, dict):
+            for child_name, child in children.items():
+                walk(child or {}, f"{group_path}.children.{child_name}")
+
+    walk(data["all"], "all")
+    if not found:
+        problems.add(file, "all.hosts", "no hosts: add at least one Pi, e.g. `pi1: {ansible_host: 192.0.2.10}`")
+    return tuple(found.values())
+
+
+def load_viewers(path: Path, problems: Problems) -> tuple[str, ...]:
+    """Viewer names from the credentials file; refuses a file others can read."""
+    from pi_stream.credentials import read_htpasswd  # credentials imports this module's names
+
+    file = str(path)
+    if not path.exists():
+        problems.add(file, "", "no viewers: a site needs at least one; add one with `pi-stream user add SITE NAME`")
+        return ()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        problems.add(
+            file, "", f"permissions are {mode:04o}: password hashes must not be readable by others; run `chmod 600 {file}`"
+        )
+    try:
+        entries = read_htpasswd(path)
+    except ValueError as exc:
+        problems.add(file, "", str(exc))
+        return ()
+    if not entries:
+        problems.add(file, "", "no viewers: a site needs at least one; add one with `pi-stream user add SITE NAME`")
+    return tuple(entries)
+
+
+def load_site(directory: Path | str) -> Site:
+    """Load and validate a site directory; raise SiteError with every problem found."""
+    directory = Path(directory)
+    problems = Problems()
+    if not directory.is_dir():
+        problems.add(str(directory), "", "not a directory (create a site with `pi-stream init DIR`)")
+        problems.raise_if_any()
+    hosts = load_inventory(directory / INVENTORY_FILE, problems)
+    viewers = load_viewers(directory / VIEWERS_FILE, problems)
+    site_path = directory / SITE_FILE
+    data = read_yaml(site_path, problems)
+    if data is None and not any(f == str(site_path) for f, _, _ in problems.items):
+        problems.add(str(site_path), "", "the file is empty: start from `pi-stream init`")
+    site = parse_site(data or {}, str(site_path), directory, hosts, viewers, problems)
+    problems.raise_if_any()
+    assert site is not None
+    return site
+
+
+def parse_site(
+    data: Any,
+    file: str,
+    directory: Path,
+    hosts: tuple[Host, ...],
+    viewers: tuple[str, ...],
+    problems: Problems,
+) -> Site | None:
+    top = Fields(data, "", file, problems)
+    name = top.string("name", directory.resolve().name or "site")
+    web = parse_web(top.sub("web"), directory)
+    hls_fields = top.sub("hls")
+    hls = Hls(
+        fragment_seconds=hls_fields.integer("fragment_seconds", 1, 1, 10),
+        playlist_seconds=hls_fields.integer("playlist_seconds", 4, 2, 120),
+    )
+    if hls.playlist_seconds < 2 * hls.fragment_seconds:
+        hls_fields.error("playlist_seconds", "must hold at least two fragments (2 x fragment_seconds)")
+    hls_fields.done()
+
+    encoder_fields = top.sub("encoder")
+    candidates = encoder_fields.items("candidates") or list(DEFAULT_ENCODERS)
+    for i, candidate in enumerate(candidates):
+        if candidate not in KNOWN_ENCODERS:
+            encoder_fields.error(f"candidates[{i}]", f"{candidate!r} is not one of: {', '.join(KNOWN_ENCODERS)}")
+    encoder_fields.done()
+
+    f2b = top.sub("fail2ban")
+    fail2ban = Fail2ban(
+        maxretry=f2b.integer("maxretry", 5, 1, 100),
+        findtime_seconds=f2b.integer("findtime_seconds", 600, 10, 86400),
+        bantime_seconds=f2b.integer("bantime_seconds", 3600, 10, 31536000),
+    )
+    f2b.done()
+
+    firewall = top.sub("firewall")
+    extra_ports = []
+    for i, port in enumerate(firewall.items("extra_tcp_ports")):
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            firewall.error(f"extra_tcp_ports[{i}]", f"{port!r} is not a TCP port (1-65535)")
+        else:
+            extra_ports.append(port)
+    firewall.done()
+
+    nginx = top.sub("nginx")
+    install_method = nginx.choice("install_method", ("package", "source"), "package")
+    nginx.done()
+
+    cameras = parse_cameras(top, hosts)
+    top.done()
+    check_ports(web, hosts, tuple(extra_ports), file, problems)
+    if problems.items:
+        return None
+    return Site(
+        directory=directory,
+        name=name,
+        hosts=hosts,
+        cameras=cameras,
+        web=web,
+        hls=hls,
+        fail2ban=fail2ban,
+        encoder_candidates=tuple(candidates),
+        extra_tcp_ports=tuple(extra_ports),
+        nginx_install_method=install_method,
+        viewers=viewers,
+    )
+
+
+def parse_web(web: Fields, directory: Path) -> Web:
+    https = web.boolean("https", True)
+    cert = web.string("certificate", "")
+    key = web.string("certificate_key", "")
+    cert_file = key_file = None
+    if bool(cert) != bool(key):
+        web.error("certificate" if key else "certificate_key", "give both certificate and certificate_key, or neither")
+    elif cert:
+        cert_file, key_file = directory / cert, directory / key
+        for field_name, path in (("certificate", cert_file), ("certificate_key", key_file)):
+            if not path.is_file():
+                web.error(field_name, f"{path} does not exist (paths are relative to the site directory)")
+    origins = []
+    for i, origin in enumerate(web.items("cors_origins")):
+        if not isinstance(origin, str) or not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?$", origin):
+            web.error(f"cors_origins[{i}]", f"{origin!r} is not an origin like https://example.org")
+        else:
+            origins.append(origin)
+    result = Web(
+        https=https,
+        https_port=web.integer("https_port", 443, 1, 65535),
+        http_port=web.integer("http_port", 80, 1, 65535),
+        server_name=web.string("server_name", "_", re.compile(r"^[A-Za-z0-9_.*-]+$"), "a DNS name like cam.example.org"),
+        cert_file=cert_file,
+        key_file=key_file,
+        cors_origins=tuple(origins),
+    )
+    web.done()
+    return result
+
+
+def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], file: str, problems: Problems) -> None:
+    """Two services cannot share a port on one host."""
+    claims: list[tuple[int, str]] = [(RTMP_PORT, "RTMP (internal)"), (web.http_port, "web.http_port")]
+    if web.https:
+        claims.append((web.https_port, "web.https_port"))
+    claims += [(port, f"firewall.extra_tcp_ports[{i}]") for i, port in enumerate(extra)]
+    for host in hosts:
+        host_claims = claims + [(host.ssh_port, f"SSH of host {host.name}")]
+        owners: dict[int, str] = {}
+        for port, owner in host_claims:
+            if port in owners and owner.startswith("firewall.extra_tcp_ports") and owners[port].startswith("SSH"):
+                continue  # opening the SSH port again is harmless
+            if port in owners:
+                path = owner if not owner.startswith(("RTMP", "SSH")) else owners[port]
+                problems.add(file, path, f"port {port} is already used by {owners[port]}; choose another port")
+            else:
+                owners[port] = owner
+
+
+def parse_cameras(top: Fields, hosts: tuple[Host, ...]) -> tuple[Camera, ...]:
+    entries = top.items("cameras")
+    if not entries:
+        top.error("cameras", "no cameras: add at least one, e.g. `- {name: garden, source: {type: testsrc}}`")
+    host_names = [h.name for h in hosts]
+    cameras: list[Camera] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        cam = Fields(entry, f"cameras[{i}]", top.file, top.problems)
+        name = cam.string("name", "", NAME_RE, NAME_HINT)
+        if not name and "name" not in cam.data:
+            cam.error("name", "missing: every camera needs a name (it becomes its URL path)")
+        if name in seen:
+            cam.error("name", f"{name!r} is already used by cameras[{seen[name]}]; camera names must be unique")
+        elif name:
+            seen[name] = i
+        default_host = host_names[0] if len(host_names) == 1 else ""
+        host = cam.string("host", default_host)
+        if not host and host_names:
+            cam.error("host", f"several hosts in the inventory: say which one runs this camera ({', '.join(host_names)})")
+        elif host and host_names and host not in host_names:
+            cam.error("host", f"{host!r} is not in the inventory; known hosts: {', '.join(host_names)}")
+        source = parse_source(cam.sub("source"))
+        defaults = (1280, 720, 25) if source.type in ("libcamera",) else (640, 360, 15)
+        width = cam.integer("width", defaults[0], 160, 3840)
+        height = cam.integer("height", defaults[1], 120, 2160)
+        if width % 2 or height % 2:
+            cam.error("width" if width % 2 else "height", "H.264 in 4:2:0 needs an even width and height")
+        cameras.append(
+            Camera(
+                name=name,
+                host=host,
+                source=source,
+                width=width,
+                height=height,
+                fps=cam.integer("fps", defaults[2], 1, 60),
+                bitrate_kbps=cam.integer("bitrate_kbps", 800, 100, 20000),
+                title=cam.string("title", name),
+            )
+        )
+        cam.done()
+    return tuple(cameras)
+
+
+def parse_source(src: Fields) -> Source:
+    if "type" not in src.data:
+        src.error("type", f"missing: one of {', '.join(SOURCE_TYPES)}")
+    kind = src.choice("type", SOURCE_TYPES, "testsrc")
+    if kind == "rtsp":
+        url = src.string("url", "")
+        username = src.string("username", "")
+        password = src.string("password", "")
+        problem = rtsp_url_problem(url)
+        if problem:
+            src.error("url", problem)
+        src.done()
+        return Source(type=kind, url=url, username=username, password=password)
+    if kind == "v4l2":
+        device = src.string("device", "/dev/video0", re.compile(r"^/dev/[A-Za-z0-9/_.-]+$"), "a device path like /dev/video0")
+        input_format = src.choice("input_format", ("", "mjpeg", "yuyv422", "h264"), "")
+        src.done()
+        return Source(type=kind, device=device, input_format=input_format)
+    src.done()
+    return Source(type=kind)
+
+
+def rtsp_url_problem(url: str) -> str:
+    if not url:
+        return "missing: an rtsp:// URL such as rtsp://192.0.2.20:554/Streaming/Channels/101"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"{redact_url(url)!r} is not a valid URL: use rtsp://HOST[:PORT]/PATH"
+    if parts.scheme not in ("rtsp", "rtsps"):
+        return f"{redact_url(url)!r} is not an rtsp:// URL: use rtsp://HOST[:PORT]/PATH"
+    if not parts.hostname:
+        return f"{redact_url(url)!r} has no host: use rtsp://HOST[:PORT]/PATH"
+    if parts.username is not None or parts.password is not None:
+        return "put the credentials in source.username and source.password, not in the URL (they may contain any characters there)"
+    if port is not None and not 1 <= port <= 65535:
+        return f"port {port} is out of range"
+    return ""
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for an error message: userinfo replaced, so a password typed into a URL is never printed."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+# Role variables this model exports per host. tests/unit assert each role's
+# meta/argument_specs.yml accepts exactly these names, so the two cannot drift.
+def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
+    cameras = site.cameras_on(host)
+    tls_mode = "none" if not site.web.https else ("provided" if site.web.cert_file else "self_signed")
+    return {
+        "firewall": {"firewall_tcp_ports": list(site.public_tcp_ports(host))},
+        "nginx_rtmp": {
+            "nginx_rtmp_install_method": site.nginx_install_method,
+            "nginx_rtmp_htpasswd_src": str(site.viewers_file.resolve()),
+            "nginx_rtmp_tls_mode": tls_mode,
+            "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
+            "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",
+            "nginx_rtmp_tls_common_name": tls_common_name(site, host),
+        },
+        "camera_capture": {
+            "camera_capture_cameras": [c.name for c in cameras],
+            "camera_capture_encoder_candidates": list(site.encoder_candidates),
+            "camera_capture_encode_required": any(c.source.encodes for c in cameras),
+        },
+        "fail2ban": {},
+    }
+
+
+def tls_common_name(site: Site, host: str) -> str:
+    if site.web.server_name not in ("_", ""):
+        return site.web.server_name
+    return site.host(host).address
+
