@@ -1,0 +1,204 @@
+"""Run the playbook against a site's hosts: argv built here, progress from structured events.
+
+`deploy()` renders nothing itself: the playbook's first play calls `pi-stream
+render`, exactly as it does for a user running plain `ansible-playbook`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pi_stream import PROJECT_ROOT
+from pi_stream.errors import DeployError, ExitStatus, UnreachableError
+from pi_stream.site import INVENTORY_FILE, Site
+
+PLAYBOOK = PROJECT_ROOT / "playbooks" / "site.yml"
+ROLES_DIR = PROJECT_ROOT / "roles"
+CALLBACK_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
+DEPLOY_TIMEOUT_SECONDS = 3600  # a cold Pi installs ffmpeg and nginx over a slow link
+SSH_PROBE_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failures: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+
+@dataclass
+class DeployResult:
+    status: ExitStatus
+    rc: int
+    stats: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (host, task, message)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (host, message) from debug tasks
+    run_dir: Path | None = None
+
+    @property
+    def changed(self) -> int:
+        return sum(s.changed for s in self.stats.values())
+
+
+def bundle_dir(site: Site) -> Path:
+    return (site.directory / ".pi-stream" / "bundle").resolve()
+
+
+def playbook_argv(site: Site, check: bool = False, limit: str | None = None) -> list[str]:
+    ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
+    argv = [
+        str(ansible_playbook if ansible_playbook.exists() else "ansible-playbook"),
+        "-i",
+        str((site.directory / INVENTORY_FILE).resolve()),
+        str(PLAYBOOK),
+        "-e",
+        f"pi_stream_site={site.directory.resolve()}",
+        "-e",
+        f"pi_stream_bundle={bundle_dir(site)}",
+    ]
+    if check:
+        argv.append("--check")
+    if limit:
+        argv += ["--limit", limit]
+    return argv
+
+
+def playbook_env(site: Site) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
+            "ANSIBLE_STDOUT_CALLBACK": "pi_stream_events",
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            # Fewer SSH round trips per task: deploys to a Pi are mostly latency.
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_FORKS": str(max(5, len(site.hosts))),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    # The playbook's render play runs `python -m pi_stream`: make sure it finds this package.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def check_reachable(site: Site, timeout: float = SSH_PROBE_TIMEOUT_SECONDS) -> None:
+    """One line per unreachable host, before Ansible prints a wall of text about it."""
+    problems = []
+    for host in site.hosts:
+        try:
+            with socket.create_connection((host.address, host.ssh_port), timeout=timeout) as conn:
+                conn.settimeout(timeout)
+                banner = conn.recv(64)
+            if not banner.startswith(b"SSH-"):
+                problems.append(f"{host.name} ({host.address}:{host.ssh_port}): something answers, but not SSH")
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            if isinstance(exc, TimeoutError | socket.timeout):
+                reason = f"no answer within {timeout:g}s"
+            problems.append(f"{host.name} ({host.address}:{host.ssh_port}): SSH unreachable: {reason}")
+    if problems:
+        raise UnreachableError(
+            "\n".join(problems) + "\nnothing was changed; check the address in inventory.yml and that the Pi is on"
+        )
+
+
+def new_run_dir(site: Site) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    path = site.directory / ".pi-stream" / "runs" / run_id
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+def deploy(
+    site: Site,
+    *,
+    check: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float = DEPLOY_TIMEOUT_SECONDS,
+) -> DeployResult:
+    """Provision every host of the site. Raises UnreachableError before running anything if a host is down."""
+    check_reachable(site)
+    argv = playbook_argv(site, check=check)
+    run_dir = new_run_dir(site)
+    events_path = run_dir / "events.jsonl"
+    stderr_path = run_dir / "ansible-stderr.log"
+    result = DeployResult(status=ExitStatus.OK, rc=0, run_dir=run_dir)
+    deadline = time.monotonic() + timeout
+    fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stderr_file, open(
+        os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w"
+    ) as events_file:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=stderr_file, text=True, env=playbook_env(site), cwd=PROJECT_ROOT
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                events_file.write(line)
+                event = parse_event(line)
+                if event is None:
+                    continue
+                absorb(result, event)
+                if on_event is not None:
+                    on_event(event)
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise DeployError(f"ansible-playbook ran longer than {timeout:g}s and was stopped")
+            result.rc = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if result.rc != 0 or any(s.failures or s.unreachable for s in result.stats.values()):
+        if any(s.unreachable for s in result.stats.values()) and not any(s.failures for s in result.stats.values()):
+            result.status = ExitStatus.UNREACHABLE
+        else:
+            result.status = ExitStatus.DEPLOY_FAILED
+        if not result.stats and not result.failures:
+            tail = stderr_path.read_text(errors="replace").strip().splitlines()[-15:]
+            result.failures.append(
+                ("-", "ansible-playbook", f"exit code {result.rc}: {shlex.join(argv)}\n" + "\n".join(tail))
+            )
+    return result
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def absorb(result: DeployResult, event: dict[str, Any]) -> None:
+    kind = event["event"]
+    if kind == "stats":
+        for host, summary in event["hosts"].items():
+            result.stats[host] = HostStats(
+                **{key: int(summary.get(key, 0)) for key in HostStats.__dataclass_fields__}
+            )
+    elif kind in ("failed", "unreachable", "item_failed") and not event.get("ignored"):
+        result.failures.append((event.get("host", "-"), event.get("task", "-"), event.get("message", "")))
+    elif kind == "ok" and event.get("action") in ("debug", "ansible.builtin.debug") and event.get("message"):
+        result.notes.append((event.get("host", "-"), event["message"]))

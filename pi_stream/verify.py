@@ -1,0 +1,276 @@
+"""Prove the appliance works, as a viewer and an administrator would see it.
+
+Host-side checks go through testinfra (over the same SSH settings the
+inventory gives Ansible); media checks are real HTTP requests, a playlist
+parsed with m3u8 and a segment decoded by ffprobe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+import m3u8
+import requests
+import testinfra
+from urllib3.exceptions import InsecureRequestWarning
+
+from pi_stream.errors import CommandError, ExitStatus
+from pi_stream.proc import run
+from pi_stream.render import DEFAULT_PATHS, Bundle
+from pi_stream.site import INVENTORY_FILE, Camera, Host, Site
+
+HTTP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    host: str
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class VerifyResult:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def status(self) -> ExitStatus:
+        return ExitStatus.OK if self.ok else ExitStatus.VERIFY_FAILED
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+class Checker:
+    """Collects checks for one host; an exception inside a check is that check's failure, not verify's."""
+
+    def __init__(self, host: str, result: VerifyResult, on_check: Callable[[Check], None] | None) -> None:
+        self.host, self.result, self.on_check = host, result, on_check
+
+    def record(self, name: str, ok: bool, detail: str = "") -> bool:
+        check = Check(self.host, name, bool(ok), detail)
+        self.result.checks.append(check)
+        if self.on_check:
+            self.on_check(check)
+        return check.ok
+
+    def attempt(self, name: str, function: Callable[[], tuple[bool, str]]) -> bool:
+        try:
+            ok, detail = function()
+        except Exception as exc:  # noqa: BLE001 - any error in a probe is that check failing
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        return self.record(name, ok, detail)
+
+
+def testinfra_host(site: Site, host: Host):
+    inventory = (site.directory / INVENTORY_FILE).resolve()
+    return testinfra.get_host(f"ansible://{host.name}?ansible_inventory={inventory}")
+
+
+def base_url(site: Site, host: Host) -> str:
+    if site.web.https:
+        port = "" if site.web.https_port == 443 else f":{site.web.https_port}"
+        return f"https://{host.address}{port}/"
+    port = "" if site.web.http_port == 80 else f":{site.web.http_port}"
+    return f"http://{host.address}{port}/"
+
+
+def verify_site(
+    site: Site,
+    bundle: Bundle,
+    user: str,
+    password: str,
+    on_check: Callable[[Check], None] | None = None,
+    advance_timeout: float | None = None,
+) -> VerifyResult:
+    result = VerifyResult()
+    for host in site.hosts:
+        verify_host(site, host, bundle[host.name], user, password, Checker(host.name, result, on_check), advance_timeout)
+    return result
+
+
+def verify_host(site, host, files, user, password, checker: Checker, advance_timeout) -> None:
+    remote = testinfra_host(site, host)
+    if not checker.attempt("ssh reachable", lambda: (remote.run("true").rc == 0, host.address)):
+        return
+
+    def files_match():
+        differing = []
+        for target, file in files.items():
+            deployed = remote.run(f"sha256sum /{target}")
+            if deployed.rc != 0 or deployed.stdout.split()[0] != file.sha256:
+                differing.append("/" + target)
+        detail = f"{len(files)} files identical to `pi-stream render`"
+        return not differing, ("differ: " + ", ".join(differing[:5])) if differing else detail
+
+    checker.attempt("deployed files = rendered bundle", files_match)
+
+    services = ["nginx", "fail2ban", "pi-stream-firewall"] + [
+        f"pi-stream-camera@{c.name}" for c in site.cameras_on(host.name)
+    ]
+    for service in services:
+        checker.attempt(f"service {service} active", lambda s=service: service_state(remote, s))
+
+    ports = [site.web.http_port] + ([site.web.https_port] if site.web.https else [])
+    for port in ports:
+        checker.attempt(
+            f"port {port}/tcp listening",
+            lambda p=port: (remote.socket(f"tcp://0.0.0.0:{p}").is_listening, "on all addresses"),
+        )
+    checker.attempt("RTMP on loopback only", lambda: rtmp_loopback_only(remote))
+    checker.attempt("firewall table loaded", lambda: firewall_loaded(remote))
+    checker.attempt("fail2ban jail pi-stream-auth", lambda: jail_active(remote))
+    checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
+
+    url = base_url(site, host)
+    session = requests.Session()
+    if site.web.https:
+        checker.attempt("TLS certificate served", lambda: served_certificate_matches(remote, host, site))
+        session.verify = False  # self-signed by default; the check above pins the served certificate instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        checker.attempt("page refused without password", lambda: expect_status(session, url, None, 401))
+        checker.attempt("page served with password", lambda: page_served(session, url, (user, password)))
+        for camera in site.cameras_on(host.name):
+            playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+            checker.attempt(f"{camera.name}: playlist refused without password", lambda p=playlist: expect_status(session, p, None, 401))
+            checker.attempt(
+                f"{camera.name}: playlist live and advancing",
+                lambda p=playlist, c=camera: playlist_advances(session, p, (user, password), site, advance_timeout),
+            )
+            checker.attempt(
+                f"{camera.name}: segment decodes as H.264",
+                lambda p=playlist, c=camera: segment_decodes(session, p, (user, password), c),
+            )
+
+
+def service_state(remote, name: str) -> tuple[bool, str]:
+    service = remote.service(name)
+    running = service.is_running
+    return running and service.is_enabled, "running, enabled" if running else "not running"
+
+
+def rtmp_loopback_only(remote) -> tuple[bool, str]:
+    loopback = remote.socket("tcp://127.0.0.1:1935").is_listening
+    public = remote.socket("tcp://0.0.0.0:1935").is_listening
+    return loopback and not public, "127.0.0.1:1935" if loopback else "not listening"
+
+
+def firewall_loaded(remote) -> tuple[bool, str]:
+    out = remote.run("nft list table inet pi_stream")
+    return out.rc == 0 and "policy drop" in out.stdout, "inbound policy drop" if out.rc == 0 else out.stderr.strip()
+
+
+def jail_active(remote) -> tuple[bool, str]:
+    out = remote.run("fail2ban-client status pi-stream-auth")
+    banned = next((line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if "Currently banned" in line), "?")
+    return out.rc == 0, f"currently banned: {banned}" if out.rc == 0 else out.stderr.strip()
+
+
+def encoder_choice(remote) -> tuple[bool, str]:
+    env = remote.file(DEFAULT_PATHS["encoder_env"])
+    if not env.exists:
+        return True, "no camera encodes (remux only)"
+    values = dict(line.split("=", 1) for line in env.content_string.splitlines() if "=" in line and not line.startswith("#"))
+    encoder = values.get("PI_STREAM_ENCODER", "?").strip('"')
+    kind = "software, on the CPU" if encoder == "libx264" else "hardware"
+    return encoder != "?", f"{encoder} ({kind})"
+
+
+def served_certificate_matches(remote, host: Host, site: Site) -> tuple[bool, str]:
+    installed = remote.file(DEFAULT_PATHS["tls_cert"]).content_string
+    served = ssl.get_server_certificate((host.address, site.web.https_port), timeout=HTTP_TIMEOUT)
+    same = ssl.PEM_cert_to_DER_cert(installed) == ssl.PEM_cert_to_DER_cert(served)
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest()[:16]
+    return same, f"sha256 {fingerprint}…" + ("" if same else " differs from the installed one")
+
+
+def expect_status(session: requests.Session, url: str, auth, status: int) -> tuple[bool, str]:
+    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+    return response.status_code == status, f"HTTP {response.status_code}"
+
+
+def page_served(session, url, auth) -> tuple[bool, str]:
+    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+    ok = response.status_code == 200 and "hls.light.min.js" in response.text
+    return ok, f"HTTP {response.status_code}, {len(response.content)} bytes"
+
+
+def fetch_playlist(session, url, auth) -> m3u8.M3U8:
+    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}")
+    content_type = response.headers.get("Content-Type", "")
+    if "mpegurl" not in content_type:
+        raise RuntimeError(f"Content-Type {content_type!r}, expected application/vnd.apple.mpegurl")
+    return m3u8.loads(response.text, uri=url)
+
+
+def playlist_advances(session, url, auth, site: Site, timeout: float | None) -> tuple[bool, str]:
+    """The media sequence must grow: a stale playlist means the camera stopped."""
+    timeout = timeout or max(10.0, 4 * site.hls.fragment_seconds + 6)
+    deadline = time.monotonic() + 30.0
+    first = None
+    while first is None or not first.segments:
+        try:
+            first = fetch_playlist(session, url, auth)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+        if first is None or not first.segments:
+            time.sleep(1)
+            if time.monotonic() > deadline:
+                return False, "no segments within 30 s"
+    start = first.media_sequence or 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(site.hls.fragment_seconds)
+        current = fetch_playlist(session, url, auth)
+        if (current.media_sequence or 0) > start:
+            durations = ", ".join(f"{s.duration:.1f}" for s in current.segments)
+            return True, f"sequence {start} -> {current.media_sequence}; segments {durations} s"
+    return False, f"media sequence stuck at {start} for {timeout:g} s"
+
+
+def segment_decodes(session, url, auth, camera: Camera) -> tuple[bool, str]:
+    playlist = fetch_playlist(session, url, auth)
+    if not playlist.segments:
+        return False, "playlist has no segments"
+    segment_url = playlist.segments[-1].absolute_uri
+    response = session.get(segment_url, auth=auth, timeout=HTTP_TIMEOUT)
+    if response.status_code != 200:
+        return False, f"segment HTTP {response.status_code}"
+    with tempfile.NamedTemporaryFile(suffix=".ts") as handle:
+        handle.write(response.content)
+        handle.flush()
+        try:
+            probe = run(
+                ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                 "stream=codec_name,width,height", "-of", "json", handle.name],
+                timeout=30,
+            )
+        except CommandError as exc:
+            return False, str(exc).splitlines()[-1]
+    streams = json.loads(probe.stdout).get("streams", [])
+    if not streams:
+        return False, "no video stream in the segment"
+    stream = streams[0]
+    size = f"{stream.get('width')}x{stream.get('height')}"
+    expected = f"{camera.width}x{camera.height}"
+    ok = stream.get("codec_name") == "h264" and (camera.source.type != "testsrc" or size == expected)
+    return ok, f"{stream.get('codec_name')} {size}" + ("" if ok else f" (expected h264 {expected})")
+

@@ -1,0 +1,136 @@
+"""What each command does, as functions the tests call directly: deploy with progress, verify with a table, the demo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pi_stream import credentials
+from pi_stream.console import Console, table
+from pi_stream.deploy import DeployResult, deploy
+from pi_stream.errors import ExitStatus, PiStreamError, VerifyError
+from pi_stream.render import render_site
+from pi_stream.site import Site, load_site
+from pi_stream.verify import Check, VerifyResult, verify_site
+
+DEMO_LAB = "demo"
+DEMO_VIEWER = "viewer"
+DEMO_PASSWORD_FILE = ".pi-stream/demo-password"
+
+
+class DeployProgress:
+    """Turns playbook events into one line per task and per host failure."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.task_count = 0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "play_start":
+            self.console.progress(f"== {event['play']}")
+        elif kind == "task_start":
+            self.task_count += 1
+            prefix = "handler" if event.get("handler") else f"[{self.task_count:3d}]"
+            self.console.progress(f"{prefix} {event['task']}")
+        elif kind == "ok" and event.get("changed"):
+            self.console.progress(f"      changed: {event['host']}")
+        elif kind in ("failed", "unreachable") and not event.get("ignored"):
+            first_line = (event.get("message") or kind).strip().splitlines()[0][:300]
+            self.console.progress(f"      {kind.upper()}: {event['host']}: {first_line}")
+
+
+def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:
+    hosts = ", ".join(f"{h.name} ({h.address})" for h in site.hosts)
+    console.progress(f"deploying {site.name} to {hosts}{' in check mode' if check else ''}")
+    result = deploy(site, check=check, on_event=DeployProgress(console))
+    rows = [
+        (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))
+        for host, s in sorted(result.stats.items())
+    ]
+    if rows:
+        console.info(table(rows, ("host", "ok", "changed", "failed", "unreachable")))
+    for host, note in result.notes:
+        console.info(f"note: {host}: {note}")
+    if result.status != ExitStatus.OK:
+        for host, task, message in result.failures:
+            console.error(f"{host}: {task}: {message.strip()}")
+        console.error(f"deploy failed; the run's events are in {result.run_dir}")
+    return result
+
+
+def print_check(console: Console):
+    def show(check: Check) -> None:
+        mark = "ok  " if check.ok else "FAIL"
+        console.progress(f"  {mark} {check.host}: {check.name}  {check.detail}")
+
+    return show
+
+
+def run_verify(site: Site, user: str, password: str, console: Console) -> VerifyResult:
+    if user not in site.viewers:
+        raise PiStreamError(f"{user!r} is not a viewer of this site (viewers: {', '.join(site.viewers)})")
+    console.progress(f"verifying {site.name} as viewer {user}")
+    result = verify_site(site, render_site(site), user, password, on_check=print_check(console))
+    rows = [(c.host, c.name, "ok" if c.ok else "FAIL", c.detail) for c in result.checks]
+    console.info(table(rows, ("host", "check", "result", "detail")))
+    if not result.ok:
+        console.error(f"{len(result.failed)} of {len(result.checks)} checks failed")
+    return result
+
+
+def demo_password(site_dir: Path) -> str:
+    """The demo viewer's password: made once, kept 0600 in the demo site so a re-run prints the same one."""
+    path = site_dir / DEMO_PASSWORD_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    password = credentials.generate_password()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    return password
+
+
+def prepare_demo_site(site_dir: Path, lab_state) -> str:
+    from pi_stream.scaffold import init_site
+
+    site_dir = Path(site_dir)
+    if not (site_dir / "site.yml").exists():
+        init_site(site_dir, address=lab_state.hosts[0].address)
+    # The lab's addresses and keys can change between `lab up`s: always rewrite the inventory.
+    lab_state.write_inventory(site_dir / "inventory.yml")
+    password = demo_password(site_dir)
+    users = credentials.list_users(site_dir)
+    if DEMO_VIEWER not in users or not credentials.verify_password(
+        password, credentials.read_htpasswd(credentials.viewers_path(site_dir))[DEMO_VIEWER]
+    ):
+        credentials.add_user(site_dir, DEMO_VIEWER, password)
+    return password
+
+
+def run_demo(site_dir: Path, console: Console, suite: str = "bookworm", arch: str = "amd64") -> int:
+    from pi_stream import lab
+
+    console.progress(f"starting lab {DEMO_LAB!r} (a simulated Pi: Debian {suite} {arch} in systemd-nspawn)")
+    state = lab.up(DEMO_LAB, hosts=1, suite=suite, arch=arch, progress=console.progress)
+    password = prepare_demo_site(site_dir, state)
+    site = load_site(site_dir)
+    result = run_deploy(site, console)
+    if result.status != ExitStatus.OK:
+        return int(result.status)
+    verified = run_verify(site, DEMO_VIEWER, password, console)
+    if not verified.ok:
+        raise VerifyError("the demo appliance did not pass verification; see the failed checks above")
+    host = site.hosts[0]
+    scheme, port = ("https", site.web.https_port) if site.web.https else ("http", site.web.http_port)
+    default_port = 443 if scheme == "https" else 80
+    url = f"{scheme}://{host.address}{'' if port == default_port else f':{port}'}/"
+    console.info("")
+    console.info(f"The appliance is up. Open {url} in a browser on this machine.")
+    console.info(f"  user:     {DEMO_VIEWER}")
+    console.info(f"  password: {password}   (kept in {site_dir / DEMO_PASSWORD_FILE}, mode 0600)")
+    console.info("  The certificate is self-signed: accept the browser's warning once.")
+    console.info(f"Site: {site_dir}/  ·  shell on the Pi: pi-stream lab ssh --name {DEMO_LAB}  ·  stop: pi-stream lab down --name {DEMO_LAB}")
+    return int(ExitStatus.OK)
