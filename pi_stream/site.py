@@ -351,8 +351,11 @@ def load_site(directory: Path | str) -> Site:
     hosts = load_inventory(directory / INVENTORY_FILE, problems)
     viewers = load_viewers(directory / VIEWERS_FILE, problems)
     site_path = directory / SITE_FILE
+    before = len(problems.items)
     data = read_yaml(site_path, problems)
-    if data is None and not any(f == str(site_path) for f, _, _ in problems.items):
+    if len(problems.items) > before:
+        problems.raise_if_any()  # unparsable: field-level checks would only add noise
+    if data is None:
         problems.add(str(site_path), "", "the file is empty: start from `pi-stream init`")
     site = parse_site(data or {}, str(site_path), directory, hosts, viewers, problems)
     problems.raise_if_any()
@@ -466,7 +469,7 @@ def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], file:
         claims.append((web.https_port, "web.https_port"))
     claims += [(port, f"firewall.extra_tcp_ports[{i}]") for i, port in enumerate(extra)]
     for host in hosts:
-        host_claims = claims + [(host.ssh_port, f"SSH of host {host.name}")]
+        host_claims = [(host.ssh_port, f"SSH of host {host.name}")] + claims
         owners: dict[int, str] = {}
         for port, owner in host_claims:
             if port in owners and owner.startswith("firewall.extra_tcp_ports") and owners[port].startswith("SSH"):

@@ -1,0 +1,87 @@
+"""Shared fixtures: example sites built in tmp_path, never touching the user's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pi_stream import credentials
+
+VIEWER = "alice"
+VIEWER_PASSWORD = "correct horse battery"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite tests/unit/golden from the current templates (review the diff before committing).",
+    )
+
+
+def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: bool = True) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
+    hosts = hosts if hosts is not None else {"pi1": {"ansible_host": "192.0.2.10", "ansible_user": "root"}}
+    (directory / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
+    if viewers:
+        credentials.add_user(directory, VIEWER, VIEWER_PASSWORD)
+    return directory
+
+
+EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
+    "testsrc-https": (
+        {"name": "home", "cameras": [{"name": "testcam", "source": {"type": "testsrc"}}]},
+        {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
+    "mixed-http": (
+        {
+            "name": "shop",
+            "web": {"https": False, "http_port": 8080, "cors_origins": ["https://dash.example.org"]},
+            "hls": {"fragment_seconds": 2, "playlist_seconds": 8},
+            "cameras": [
+                {
+                    "name": "door",
+                    "title": "Front <door> & yard",
+                    "source": {
+                        "type": "rtsp",
+                        "url": "rtsp://192.0.2.20:554/Streaming/Channels/101",
+                        "username": "admin",
+                        "password": "p@ss:w/rd%#!",
+                    },
+                },
+                {"name": "desk", "source": {"type": "v4l2", "device": "/dev/video0", "input_format": "mjpeg"}, "fps": 10},
+                {"name": "picam", "source": {"type": "libcamera"}},
+            ],
+        },
+        {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
+    "two-pis": (
+        {
+            "name": "farm",
+            "cameras": [
+                {"name": "barn", "host": "pi1", "source": {"type": "testsrc"}},
+                {"name": "gate", "host": "pi2", "source": {"type": "testsrc"}, "width": 320, "height": 180},
+            ],
+        },
+        {"pi1": {"ansible_host": "192.0.2.10"}, "pi2": {"ansible_host": "192.0.2.11", "ansible_port": 2222}},
+    ),
+}
+
+
+@pytest.fixture
+def make_site(tmp_path: Path):
+    def make(name: str = "testsrc-https", **overrides) -> Path:
+        site, hosts = EXAMPLE_SITES[name]
+        return write_site(tmp_path / name, {**site, **overrides}, hosts)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    os.umask(0o022)

@@ -1,0 +1,28 @@
+"""Rules of the codebase that a reviewer would otherwise have to remember."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_files():
+    return [p for p in (ROOT / "pi_stream").rglob("*.py")]
+
+
+def test_no_shell_true_in_the_package():
+    offenders = [str(p) for p in python_files() if re.search(r"shell\s*=\s*True", p.read_text())]
+    assert not offenders, f"subprocesses take argv lists: {offenders}"
+
+
+def test_subprocess_only_through_the_helper():
+    """proc.run is the one helper; deploy streams events and lab supervises containers, both with argv lists."""
+    allowed = {"proc.py", "deploy.py"}
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in python_files()
+        if "subprocess.run(" in p.read_text() and p.name not in allowed and "lab" not in p.parts
+    ]
+    assert not offenders

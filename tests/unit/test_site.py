@@ -1,0 +1,161 @@
+"""The site model: valid sites load; every invalid one names file, field and fix, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pi_stream.errors import ExitStatus, SiteError
+from pi_stream.site import load_site, role_vars
+from tests.conftest import write_site
+
+CAMERA = {"name": "cam", "source": {"type": "testsrc"}}
+
+
+def errors_of(directory: Path) -> list[tuple[str, str, str]]:
+    with pytest.raises(SiteError) as info:
+        load_site(directory)
+    assert info.value.status == ExitStatus.INVALID_SITE
+    return info.value.problems
+
+
+def test_example_site_loads_with_defaults(make_site):
+    site = load_site(make_site("testsrc-https"))
+    camera = site.cameras[0]
+    assert (camera.host, camera.width, camera.height, camera.fps) == ("pi1", 640, 360, 15)
+    assert site.web.https and site.web.https_port == 443
+    assert site.viewers == ("alice",)
+    assert site.public_tcp_ports("pi1") == (22, 80, 443)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA]})
+    (directory / "site.yml").write_text("cameras:\n  - name: cam\n   source: x\n", encoding="utf-8")
+    [(file, path, message)] = errors_of(directory)
+    assert file.endswith("site.yml") and "invalid YAML" in message and "line 3" in message
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path):
+    directory = write_site(tmp_path / "s", {"camras": [CAMERA], "cameras": [CAMERA]})
+    problems = errors_of(directory)
+    assert any(path == "camras" and "did you mean 'cameras'" in msg for _, path, msg in problems)
+
+
+def test_every_problem_reported_at_once(tmp_path):
+    directory = write_site(
+        tmp_path / "s",
+        {
+            "cameras": [
+                {"name": "../x", "source": {"type": "testsrc"}},
+                {"name": "has space", "source": {"type": "testsrc"}},
+                {"name": "ok", "source": {"type": "rtsp", "url": "http://cam/x"}},
+                {"name": "ok", "source": {"type": "webcam"}},
+            ],
+            "web": {"https_port": 70000},
+        },
+    )
+    paths = {path for _, path, _ in errors_of(directory)}
+    assert {
+        "cameras[0].name",
+        "cameras[1].name",
+        "cameras[2].source.url",
+        "cameras[3].name",
+        "cameras[3].source.type",
+        "web.https_port",
+    } <= paths
+
+
+def test_duplicate_camera_names_point_at_first_use(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA, CAMERA]})
+    [(_, path, message)] = errors_of(directory)
+    assert path == "cameras[1].name" and "cameras[0]" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("", "missing"),
+        ("rtp://192.0.2.1/x", "not an rtsp:// URL"),
+        ("rtsp:///path", "has no host"),
+        ("rtsp://admin:secret@192.0.2.1/x", "source.username"),
+    ],
+)
+def test_bad_rtsp_urls(tmp_path, url, fragment):
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "c", "source": {"type": "rtsp", "url": url}}]})
+    [(_, path, message)] = errors_of(directory)
+    assert path == "cameras[0].source.url" and fragment in message
+    assert "secret" not in message, "a password typed into a URL must never be echoed"
+
+
+def test_port_conflicts(tmp_path):
+    directory = write_site(
+        tmp_path / "s", {"cameras": [CAMERA], "web": {"http_port": 443}, "firewall": {"extra_tcp_ports": [1935]}}
+    )
+    problems = {path: msg for _, path, msg in errors_of(directory)}
+    assert "already used by web.http_port" in problems["web.https_port"]
+    assert "RTMP" in problems["firewall.extra_tcp_ports[0]"]
+
+
+def test_web_port_conflicting_with_ssh(tmp_path):
+    directory = write_site(
+        tmp_path / "s", {"cameras": [CAMERA], "web": {"http_port": 2222}}, {"pi1": {"ansible_port": 2222}}
+    )
+    problems = {path: msg for _, path, msg in errors_of(directory)}
+    assert "SSH of host pi1" in problems["web.http_port"]
+
+
+def test_site_without_viewer(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA]}, viewers=False)
+    [(file, _, message)] = errors_of(directory)
+    assert file.endswith("viewers.htpasswd") and "pi-stream user add" in message
+
+
+def test_credentials_readable_by_others_refused(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA]})
+    (directory / "viewers.htpasswd").chmod(0o644)
+    [(_, _, message)] = errors_of(directory)
+    assert "0644" in message and "chmod 600" in message
+
+
+def test_several_hosts_need_camera_host(tmp_path):
+    directory = write_site(
+        tmp_path / "s", {"cameras": [CAMERA, {**CAMERA, "name": "b", "host": "pi9"}]}, {"pi1": {}, "pi2": {}}
+    )
+    problems = {path: msg for _, path, msg in errors_of(directory)}
+    assert "say which one" in problems["cameras[0].host"]
+    assert "not in the inventory" in problems["cameras[1].host"]
+
+
+def test_inventory_problems(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA]}, {"pi1": {"ansible_port": "ssh"}})
+    [(file, path, _)] = errors_of(directory)
+    assert file.endswith("inventory.yml") and path == "all.hosts.pi1.ansible_port"
+
+
+def test_rtsp_credentials_with_any_characters_are_percent_encoded(make_site):
+    site = load_site(make_site("mixed-http"))
+    door = site.cameras[0]
+    assert door.source.ffmpeg_url() == "rtsp://admin:p%40ss%3Aw%2Frd%25%23%21@192.0.2.20:554/Streaming/Channels/101"
+    assert not door.source.encodes, "an RTSP camera already sends H.264: remux, do not re-encode"
+    assert "p@ss" not in repr(door), "the password must not appear in reprs (logs, tracebacks)"
+
+
+def test_role_vars_per_host(make_site):
+    site = load_site(make_site("two-pis"))
+    pi2 = role_vars(site, "pi2")
+    assert pi2["camera_capture"]["camera_capture_cameras"] == ["gate"]
+    assert pi2["firewall"]["firewall_tcp_ports"] == [2222, 80, 443]
+    assert pi2["nginx_rtmp"]["nginx_rtmp_tls_mode"] == "self_signed"
+
+
+def test_scaffold_is_a_valid_site(tmp_path):
+    from pi_stream import credentials
+    from pi_stream.scaffold import init_site
+
+    init_site(tmp_path / "mysite", address="192.0.2.5")
+    credentials.add_user(tmp_path / "mysite", "bob", "long enough")
+    site = load_site(tmp_path / "mysite")
+    assert site.cameras[0].source.type == "testsrc" and site.hosts[0].address == "192.0.2.5"
+    assert yaml.safe_load((tmp_path / "mysite" / "site.yml").read_text())["name"] == "mysite"
