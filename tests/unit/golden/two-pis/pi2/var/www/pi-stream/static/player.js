@@ -3,12 +3,13 @@
 (function () {
   "use strict";
 
-  // Low latency without LL-HLS: start one fragment behind the live edge and catch
-  // up by playing slightly faster (measured: ~2.9 s glass to glass with 1 s fragments).
+  // Low latency without LL-HLS: stay two fragments behind the live edge and catch up
+  // by playing at most 20% faster. Measured in bench/latency (docs/benchmarks.md):
+  // one fragment behind is ~0.8 s lower but stalls every few seconds.
   var HLS_CONFIG = {
-    liveSyncDurationCount: 1,
-    liveMaxLatencyDurationCount: 4,
-    maxLiveSyncPlaybackRate: 1.5,
+    liveSyncDurationCount: 2,
+    liveMaxLatencyDurationCount: 5,
+    maxLiveSyncPlaybackRate: 1.2,
     backBufferLength: 10,
     manifestLoadingMaxRetry: 1000,
     levelLoadingMaxRetry: 1000,
