@@ -34,12 +34,12 @@ class CallbackModule(CallbackBase):
 
     def _result(self, event: str, result, **extra) -> None:
         data = result._result
-        message = ""
+        parts = []
         for key in MESSAGE_KEYS:
             value = data.get(key)
             if value:
-                message = value if isinstance(value, str) else json.dumps(value, default=str)
-                break
+                parts.append(value if isinstance(value, str) else json.dumps(value, default=str))
+        message = "\n".join(parts)
         self._emit(
             event,
             host=result._host.get_name(),
