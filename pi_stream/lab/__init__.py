@@ -246,6 +246,15 @@ def prepare_root(root: Path, host: str, suite: str, proxy: str, public_key: str)
     sources.write_text(f"deb {proxy}/debian {suite} main\ndeb {proxy}/debian {suite}-updates main\n" + security)
     for extra in (root / "etc" / "apt" / "sources.list.d").glob("*"):
         extra.unlink()
+    # Like a Pi that has not run apt for a while: no fresh package index, so the
+    # playbook's "older than an hour" update really runs (the copy's mtimes are new).
+    lists = root / "var" / "lib" / "apt" / "lists"
+    for entry in lists.glob("*"):
+        if entry.is_file():
+            entry.unlink()
+    for stamp in (lists, root / "var" / "lib" / "apt" / "periodic" / "update-success-stamp"):
+        if stamp.exists():
+            os.utime(stamp, (0, 0))
     (root / "etc" / "apt" / "apt.conf.d" / "90pi-stream-lab").write_text(
         'Acquire::Retries "5";\nAcquire::http::Timeout "60";\n'
     )

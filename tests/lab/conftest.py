@@ -1,0 +1,78 @@
+"""The end-to-end lab: two simulated Pis booted once per test session, torn down at the end.
+
+Set PI_STREAM_KEEP_LAB=1 to leave the lab up for debugging (`pi-stream lab ssh --name test`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pi_stream.console import Console
+from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+
+LAB_NAME = "test"
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab_env():
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces, systemd-nspawn); deselect them with -m 'not lab'")
+    from pi_stream import lab
+
+    state = lab.up(LAB_NAME, hosts=2, progress=print)
+    try:
+        yield state
+    finally:
+        if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
+            lab.down(LAB_NAME)
+
+
+@pytest.fixture(scope="session")
+def site_dir(lab_env, tmp_path_factory) -> Path:
+    """A two-Pi site: one test-pattern camera on each host."""
+    directory = tmp_path_factory.mktemp("lab-site") / "farm"
+    write_site(
+        directory,
+        {
+            "name": "farm",
+            "cameras": [
+                {"name": "barn", "host": "pi1", "source": {"type": "testsrc"}},
+                {"name": "gate", "host": "pi2", "source": {"type": "testsrc"}, "width": 320, "height": 180},
+            ],
+            "fail2ban": {"maxretry": 3, "findtime_seconds": 600, "bantime_seconds": 600},
+        },
+    )
+    lab_env.write_inventory(directory / "inventory.yml")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def first_deploy(site_dir):
+    from pi_stream.site import load_site
+    from pi_stream.workflows import run_deploy
+
+    return run_deploy(load_site(site_dir), Console())
+
+
+@pytest.fixture(scope="session")
+def viewer():
+    return VIEWER, VIEWER_PASSWORD
+
+
+def ssh(lab_state, host: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    from pi_stream import lab
+
+    return subprocess.run(
+        lab.ssh_argv(lab_state, host, *command), capture_output=True, text=True, timeout=timeout, check=False
+    )

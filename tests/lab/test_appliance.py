@@ -1,0 +1,159 @@
+"""End to end on two simulated Pis: deploy, verify, idempotence, recovery, bans, a real browser."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+from urllib3.exceptions import InsecureRequestWarning
+
+from pi_stream.console import Console
+from pi_stream.errors import ExitStatus
+from pi_stream.render import render_site
+from pi_stream.site import load_site
+from pi_stream.verify import verify_site
+from pi_stream.workflows import run_deploy
+from tests.lab.conftest import ssh
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".pi-stream" / "test-artifacts"
+
+
+def test_first_deploy_provisions_both_pis(first_deploy):
+    assert first_deploy.status == ExitStatus.OK, first_deploy.failures
+    assert set(first_deploy.stats) == {"pi1", "pi2"}
+    assert all(s.changed > 0 and s.failures == 0 for s in first_deploy.stats.values())
+
+
+def test_verify_passes_on_every_host(first_deploy, site_dir, viewer):
+    site = load_site(site_dir)
+    result = verify_site(site, render_site(site), *viewer)
+    failed = [(c.host, c.name, c.detail) for c in result.failed]
+    assert result.ok, failed
+    assert {c.host for c in result.checks} == {"pi1", "pi2"}
+    names = {c.name for c in result.checks}
+    assert {"deployed files = rendered bundle", "barn: segment decodes as H.264", "fail2ban jail pi-stream-auth"} <= names
+
+
+def test_second_deploy_changes_nothing(first_deploy, site_dir):
+    again = run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert again.status == ExitStatus.OK, again.failures
+    changed = {host: s.changed for host, s in again.stats.items()}
+    assert changed == {"pi1": 0, "pi2": 0}, "idempotence, from Ansible's own stats"
+
+
+def camera_pid(lab_env, host: str, camera: str) -> str:
+    out = ssh(lab_env, host, "systemctl", "show", "-p", "MainPID", "--value", f"pi-stream-camera@{camera}")
+    return out.stdout.strip()
+
+
+def test_killed_camera_process_comes_back(first_deploy, lab_env, site_dir, viewer):
+    before = camera_pid(lab_env, "pi1", "barn")
+    assert before not in ("", "0")
+    ssh(lab_env, "pi1", "kill", "-9", before)
+    deadline = time.monotonic() + 60
+    after = before
+    while time.monotonic() < deadline:
+        after = camera_pid(lab_env, "pi1", "barn")
+        if after not in ("", "0", before):
+            break
+        time.sleep(1)
+    assert after not in ("", "0", before), "systemd did not restart the camera"
+    site = load_site(site_dir)
+    result = verify_site(site, render_site(site), *viewer)
+    barn = [c for c in result.checks if c.name == "barn: playlist live and advancing"]
+    assert barn and barn[0].ok, barn
+
+
+def https_get(url: str, auth=None, timeout: float = 5):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        return requests.get(url, auth=auth, timeout=timeout, verify=False)
+
+
+def test_fail2ban_bans_a_stranger_and_only_the_stranger(first_deploy, lab_env, site_dir, viewer):
+    from pi_stream import lab
+
+    site = load_site(site_dir)
+    target = lab_env.hosts[0]
+    url = f"https://{target.address}/"
+    with lab.client_namespace(lab_env, "stranger") as stranger:
+        def curl(user: str, password: str) -> str:
+            result = subprocess.run(
+                [*stranger.exec_prefix, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                 "-u", f"{user}:{password}", url],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+            return result.stdout.strip() or f"curl exit {result.returncode}"
+
+        assert curl(*viewer) == "200", "the stranger's network path works before the test"
+        for attempt in range(site.fail2ban.maxretry + 2):
+            curl("mallory", f"wrong-{attempt}")
+        deadline = time.monotonic() + 30
+        status = curl(*viewer)
+        while status.startswith("2") and time.monotonic() < deadline:
+            time.sleep(1)
+            status = curl(*viewer)
+        assert not status.startswith("2"), "the stranger is still served after repeated wrong passwords"
+        jail = ssh(lab_env, "pi1", "fail2ban-client", "status", "pi-stream-auth").stdout
+        assert stranger.address in jail
+        assert stranger.address in ssh(lab_env, "pi1", "nft", "list", "ruleset").stdout
+        # Everyone else is unaffected: the host's own client still gets in.
+        assert https_get(url, auth=viewer).status_code == 200
+        ssh(lab_env, "pi1", "fail2ban-client", "set", "pi-stream-auth", "unbanip", stranger.address)
+
+
+def test_player_page_plays_in_headless_chromium(first_deploy, lab_env, viewer):
+    """hls.js in a real browser: the video's time advances and the frame is a picture, not an error."""
+    if shutil.which("chromedriver") is None:
+        pytest.fail("chromium-driver is not installed: run scripts/install.sh")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--ignore-certificate-errors",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,800"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        token = base64.b64encode(f"{viewer[0]}:{viewer[1]}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+        driver.set_page_load_timeout(30)
+        driver.get(f"https://{lab_env.hosts[0].address}/")
+        video_time = "return document.querySelector('video').currentTime"
+        deadline = time.monotonic() + 45
+        while driver.execute_script(video_time) < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        start = driver.execute_script(video_time)
+        time.sleep(5)
+        end = driver.execute_script(video_time)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "player.png"))
+        assert end - start > 3, f"video time did not advance: {start} -> {end}"
+        # Pixel variance of the current frame: a test pattern, not a black or error frame.
+        spread = driver.execute_script(
+            """
+            const v = document.querySelector('video');
+            const c = document.createElement('canvas');
+            c.width = 64; c.height = 36;
+            const g = c.getContext('2d');
+            g.drawImage(v, 0, 0, 64, 36);
+            const d = g.getImageData(0, 0, 64, 36).data;
+            let min = 255, max = 0;
+            for (let i = 0; i < d.length; i += 4) { const y = (d[i] + d[i+1] + d[i+2]) / 3; min = Math.min(min, y); max = Math.max(max, y); }
+            return [v.videoWidth, v.videoHeight, max - min];
+            """
+        )
+        assert spread[:2] == [640, 360] and spread[2] > 50, spread
+        status = driver.find_element("css selector", "[data-status-for='barn']").text
+        assert status == "live", status
+    finally:
+        driver.quit()
