@@ -441,6 +441,11 @@ def boot(host: LabHost, log: Path) -> int:
     ]
     with open(log, "ab") as handle:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle, start_new_session=True)
+    # Between fork and exec the child's cmdline is still ours, and pid_alive() would call it
+    # dead: wait until it is nspawn (or has exited).
+    deadline = time.monotonic() + 10
+    while process.poll() is None and not pid_alive(process.pid, "systemd-nspawn") and time.monotonic() < deadline:
+        time.sleep(0.05)
     return process.pid
 
 
