@@ -16,7 +16,7 @@ fi
 # apt proxy and fail2ban-regex. chromium plays the player page in the browser tests.
 packages=(
     python3 python3-venv python3-pip
-    debootstrap systemd-container iproute2 nftables openssh-client openssl
+    debootstrap systemd-container iproute2 iputils-ping nftables openssh-client openssl
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk
     vagrant
