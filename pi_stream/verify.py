@@ -75,7 +75,8 @@ class Checker:
     def attempt(self, name: str, function: Callable[[], tuple[bool, str]]) -> bool:
         try:
             ok, detail = function()
-        except Exception as exc:  # noqa: BLE001 - any error in a probe is that check failing
+        # Any error inside a probe is that check failing, never verify crashing.
+        except Exception as exc:  # noqa: BLE001
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         return self.record(name, ok, detail)
 
@@ -144,18 +145,21 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     checker.attempt("fail2ban jail pi-stream-auth", lambda: jail_active(remote))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
 
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
+        session = requests.Session()
+        if site.web.https:
+            checker.attempt("TLS certificate served", lambda: served_certificate_matches(remote, host, site))
+            pinned.write(remote.file(DEFAULT_PATHS["tls_cert"]).content)
+            pinned.flush()
+            # A self-signed certificate is its own CA: trust exactly it. A provided one names a DNS
+            # name we may not be using; the check above already compared it with the installed one.
+            session.verify = pinned.name if site.web.cert_file is None else False
+        session.get = functools.partial(session.get, verify=session.verify)  # beats REQUESTS_CA_BUNDLE
+        probe_media(site, host, session, user, password, checker, advance_timeout)
+
+
+def probe_media(site, host, session, user, password, checker: Checker, advance_timeout) -> None:
     url = base_url(site, host)
-    session = requests.Session()
-    pinned = None
-    if site.web.https:
-        checker.attempt("TLS certificate served", lambda: served_certificate_matches(remote, host, site))
-        pinned = tempfile.NamedTemporaryFile(suffix=".pem")
-        pinned.write(remote.file(DEFAULT_PATHS["tls_cert"]).content)
-        pinned.flush()
-        # A self-signed certificate is its own CA: trust exactly it. A provided one names a DNS
-        # name we may not be using; the check above already compared it with the installed one.
-        session.verify = pinned.name if site.web.cert_file is None else False
-    session.get = functools.partial(session.get, verify=session.verify)  # beats REQUESTS_CA_BUNDLE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureRequestWarning)
         checker.attempt("page refused without password", lambda: expect_status(session, url, None, 401))

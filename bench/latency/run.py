@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pi_stream import credentials  # noqa: E402
+from pi_stream import credentials  # noqa: E402  (after the sys.path line above)
 from pi_stream.render import DEFAULT_PATHS, render_site  # noqa: E402
 from pi_stream.scaffold import init_site  # noqa: E402
 from pi_stream.site import load_site  # noqa: E402
@@ -62,7 +62,7 @@ for (let bit = 0; bit < %(bits)d; bit++) {
 }
 const now = Date.now() %% Math.pow(2, %(bits)d);
 return [(now - value + Math.pow(2, %(bits)d)) %% Math.pow(2, %(bits)d), window.__stalls || 0, v.currentTime];
-""" % {"bits": BITS, "block": BLOCK}
+""" % {"bits": BITS, "block": BLOCK}  # noqa: UP031 (JS braces would need doubling in an f-string)
 
 STALL_JS = """
 window.__stalls = 0;

@@ -26,3 +26,16 @@ def test_subprocess_only_through_the_helper():
         if "subprocess.run(" in p.read_text() and p.name not in allowed and "lab" not in p.parts
     ]
     assert not offenders
+
+
+def test_ruff_is_clean():
+    """Lint rules live in pyproject.toml; ruff comes with the test extras."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = Path(sys.executable).with_name("ruff")
+    ruff = str(ruff) if ruff.exists() else shutil.which("ruff")
+    assert ruff, "ruff is not installed: pip install -e '.[test]'"
+    result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout
