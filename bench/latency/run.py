@@ -98,7 +98,7 @@ def install(site, root: Path, config: str) -> None:
         # Baseline: hls.js defaults. PI_STREAM_BENCH_HLS_CONFIG tries other player settings on the default site.
         player = root / "var/www/pi-stream/static/player.js"
         text = player.read_text()
-        start = text.index("var HLS_CONFIG = {")
+        start = text.index("var HLS_CONFIG = {")  # the config object literal
         end = text.index("};", start) + 2
         player.write_text(text[:start] + f"var HLS_CONFIG = {override};" + text[end:])
     for sub in ("var/log/nginx", "var/lib/nginx", "run/pi-stream/hls"):

@@ -3,12 +3,14 @@
 (function () {
   "use strict";
 
-  // Low latency without LL-HLS: stay two fragments behind the live edge and catch up
-  // by playing at most 20% faster. Measured in bench/latency (docs/benchmarks.md):
-  // one fragment behind is ~0.8 s lower but stalls every few seconds.
+  // Low latency without LL-HLS: play 1.5 fragments behind the live edge, catch up
+  // (at most 20% faster) beyond 3 fragments. The page carries the fragment-based
+  // values. Measured in bench/latency (docs/benchmarks.md): ~2.2 s glass to glass
+  // with 1 s fragments and no stalls; one fragment behind stalled every few seconds.
+  var grid = document.querySelector("[data-live-sync-seconds]");
   var HLS_CONFIG = {
-    liveSyncDurationCount: 2,
-    liveMaxLatencyDurationCount: 5,
+    liveSyncDuration: parseFloat(grid.getAttribute("data-live-sync-seconds")),
+    liveMaxLatencyDuration: parseFloat(grid.getAttribute("data-live-max-latency-seconds")),
     maxLiveSyncPlaybackRate: 1.2,
     backBufferLength: 10,
     manifestLoadingMaxRetry: 1000,
