@@ -16,6 +16,7 @@ from pi_stream.console import Console, table
 from pi_stream.errors import ExitStatus, PiStreamError
 
 SITE_ARG = click.argument("site_dir", type=click.Path(file_okay=False, path_type=Path))
+PASSWORD_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 PASSWORD_ENV = "PI_STREAM_PASSWORD"
 
 
@@ -65,7 +66,7 @@ def read_new_password(password_stdin: bool) -> str:
 @user.command("add")
 @SITE_ARG
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@PASSWORD_STDIN
 @click.pass_context
 def user_add(ctx: click.Context, site_dir: Path, name: str, password_stdin: bool) -> None:
     """Add a viewer (or change their password)."""
@@ -80,7 +81,7 @@ def user_add(ctx: click.Context, site_dir: Path, name: str, password_stdin: bool
 @user.command("passwd")
 @SITE_ARG
 @click.argument("name")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@PASSWORD_STDIN
 @click.pass_context
 def user_passwd(ctx: click.Context, site_dir: Path, name: str, password_stdin: bool) -> None:
     """Change a viewer's password."""
