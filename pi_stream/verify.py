@@ -7,7 +7,6 @@ parsed with m3u8 and a segment decoded by ffprobe.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -81,6 +80,19 @@ class Checker:
         return self.record(name, ok, detail)
 
 
+class Http(requests.Session):
+    """GETs with a timeout always, and `verify` that environment CA settings cannot override.
+
+    requests lets REQUESTS_CA_BUNDLE replace a session's own `verify`; passing it per
+    request keeps the pinned certificate in charge.
+    """
+
+    def get(self, url, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        kwargs.setdefault("verify", self.verify)
+        return super().get(url, **kwargs)
+
+
 def testinfra_host(site: Site, host: Host):
     # testinfra's ansible backend runs `ansible-inventory` from PATH: make it this environment's.
     bin_dir = str(Path(sys.executable).parent)
@@ -146,7 +158,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
-        session = requests.Session()
+        session = Http()
         if site.web.https:
             checker.attempt("TLS certificate served", lambda: served_certificate_matches(remote, host, site))
             pinned.write(remote.file(DEFAULT_PATHS["tls_cert"]).content)
@@ -154,7 +166,6 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
             # A self-signed certificate is its own CA: trust exactly it. A provided one names a DNS
             # name we may not be using; the check above already compared it with the installed one.
             session.verify = pinned.name if site.web.cert_file is None else False
-        session.get = functools.partial(session.get, verify=session.verify)  # beats REQUESTS_CA_BUNDLE
         probe_media(site, host, session, user, password, checker, advance_timeout)
 
 
@@ -218,19 +229,19 @@ def served_certificate_matches(remote, host: Host, site: Site) -> tuple[bool, st
     return same, f"sha256 {fingerprint}…" + ("" if same else " differs from the installed one")
 
 
-def expect_status(session: requests.Session, url: str, auth, status: int) -> tuple[bool, str]:
-    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+def expect_status(session: Http, url: str, auth, status: int) -> tuple[bool, str]:
+    response = session.get(url, auth=auth)
     return response.status_code == status, f"HTTP {response.status_code}"
 
 
 def page_served(session, url, auth) -> tuple[bool, str]:
-    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+    response = session.get(url, auth=auth)
     ok = response.status_code == 200 and "hls.light.min.js" in response.text
     return ok, f"HTTP {response.status_code}, {len(response.content)} bytes"
 
 
 def fetch_playlist(session, url, auth) -> m3u8.M3U8:
-    response = session.get(url, auth=auth, timeout=HTTP_TIMEOUT)
+    response = session.get(url, auth=auth)
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}")
     content_type = response.headers.get("Content-Type", "")
@@ -270,7 +281,7 @@ def segment_decodes(session, url, auth, camera: Camera) -> tuple[bool, str]:
     if not playlist.segments:
         return False, "playlist has no segments"
     segment_url = playlist.segments[-1].absolute_uri
-    response = session.get(segment_url, auth=auth, timeout=HTTP_TIMEOUT)
+    response = session.get(segment_url, auth=auth)
     if response.status_code != 200:
         return False, f"segment HTTP {response.status_code}"
     with tempfile.NamedTemporaryFile(suffix=".ts") as handle:
