@@ -1,0 +1,101 @@
+"""The lab network: one Linux bridge per lab on the host, one network namespace per container or client.
+
+    host (bridge psbXXXXXX, 10.213.N.1) ── psvXXXXXX1 ══ eth0 in ns ps-XXXXXX-pi1 (10.213.N.2) ── nspawn pi1
+                                        ── psvXXXXXX2 ══ eth0 in ns ps-XXXXXX-pi2 (10.213.N.3) ── nspawn pi2
+                                        ── psvXXXXXXc200 ══ eth0 in ns psc-XXXXXX-200 (a client, .200+)
+
+No forwarding and no NAT: the containers reach each other over the bridge and
+the host at .1 (where the apt proxy listens), nothing else. Their default
+route points at .1 because a real Pi has one (Ansible's default_ipv4 fact and
+tools that look for "the" address need it); the host does not forward
+(net.ipv4.ip_forward is 0 here and the lab never sets it), so packets for
+anywhere else end at the host.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pi_stream.lab import model
+from pi_stream.proc import run
+
+NETNS_DIR = Path("/run/netns")
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["ip", *args], timeout=30, check=check)
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def ensure_bridge(bridge: str, address: str) -> None:
+    if not link_exists(bridge):
+        ip("link", "add", bridge, "type", "bridge")
+    ip("addr", "replace", f"{address}/24", "dev", bridge)
+    ip("link", "set", bridge, "up")
+
+
+def attach_namespace(namespace: str, veth: str, bridge: str, address: str, gateway: str, create: bool = True) -> None:
+    """A namespace whose eth0 sits on the lab bridge at `address`/24 (created unless `create` is False)."""
+    if create:
+        ip("netns", "add", namespace)  # fails if it exists: callers use that as an atomic claim
+    if not link_exists(veth):
+        peer = veth + "p"
+        ip("link", "add", veth, "type", "veth", "peer", "name", peer)
+        ip("link", "set", peer, "netns", namespace)
+        ip("-n", namespace, "link", "set", peer, "name", "eth0")
+    ip("link", "set", veth, "master", bridge)
+    ip("link", "set", veth, "up")
+    ip("-n", namespace, "addr", "replace", f"{address}/24", "dev", "eth0")
+    ip("-n", namespace, "link", "set", "eth0", "up")
+    ip("-n", namespace, "link", "set", "lo", "up")
+    ip("-n", namespace, "route", "replace", "default", "via", gateway)
+
+
+def delete_namespace(namespace: str) -> None:
+    # Deleting the namespace destroys the veth peer inside it, and with it the host end.
+    if netns_exists(namespace):
+        ip("netns", "del", namespace, check=False)
+
+
+def lab_namespaces(name: str) -> list[str]:
+    """Every namespace this lab owns (hosts and clients), found by name, not from the state file."""
+    if not NETNS_DIR.is_dir():
+        return []
+    prefixes = model.namespace_prefixes(name)
+    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefixes))
+
+
+def lab_links(name: str) -> list[str]:
+    """The lab's bridge and veths (host ends) that exist now."""
+    bridge, veth_prefix = model.interface_names(name)
+    return sorted(
+        p.name for p in Path("/sys/class/net").iterdir() if p.name == bridge or p.name.startswith(veth_prefix)
+    )
+
+
+def addresses_in_use() -> set[int]:
+    """Subnet indexes of 10.213.x.y addresses on this machine's interfaces (stale bridges, other tools)."""
+    out = ip("-o", "-4", "addr", "show", check=False).stdout
+    used = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            index = model.subnet_index(parts[parts.index("inet") + 1])
+            if index is not None:
+                used.add(index)
+    return used
+
+
+def remove_lab_network(name: str) -> None:
+    for namespace in lab_namespaces(name):
+        delete_namespace(namespace)
+    for link in lab_links(name):
+        ip("link", "del", link, check=False)
