@@ -153,6 +153,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
             lambda p=port: (remote.socket(f"tcp://0.0.0.0:{p}").is_listening, "on all addresses"),
         )
     checker.attempt("RTMP on loopback only", lambda: rtmp_loopback_only(remote))
+    checker.attempt("HLS segments on tmpfs", lambda: hls_on_tmpfs(remote))
     checker.attempt("firewall table loaded", lambda: firewall_loaded(remote))
     checker.attempt("fail2ban jail pi-stream-auth", lambda: jail_active(remote))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
@@ -175,6 +176,7 @@ def probe_media(site, host, session, user, password, checker: Checker, advance_t
         warnings.simplefilter("ignore", InsecureRequestWarning)
         checker.attempt("page refused without password", lambda: expect_status(session, url, None, 401))
         checker.attempt("page served with password", lambda: page_served(session, url, (user, password)))
+        checker.attempt("security headers, no version", lambda: hardened_headers(session, url, (user, password), site))
         for camera in site.cameras_on(host.name):
             playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
             checker.attempt(f"{camera.name}: playlist refused without password", lambda p=playlist: expect_status(session, p, None, 401))
@@ -198,6 +200,26 @@ def rtmp_loopback_only(remote) -> tuple[bool, str]:
     loopback = remote.socket("tcp://127.0.0.1:1935").is_listening
     public = remote.socket("tcp://0.0.0.0:1935").is_listening
     return loopback and not public, "127.0.0.1:1935" if loopback else "not listening"
+
+
+def hls_on_tmpfs(remote) -> tuple[bool, str]:
+    out = remote.run(f"findmnt -n -o FSTYPE -T {DEFAULT_PATHS['hls_dir']}")
+    fstype = out.stdout.strip()
+    return fstype == "tmpfs", fstype or out.stderr.strip()
+
+
+REQUIRED_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
+
+
+def hardened_headers(session, url, auth, site: Site) -> tuple[bool, str]:
+    headers = session.get(url, auth=auth).headers
+    missing = [name for name in REQUIRED_HEADERS if name not in headers]
+    if site.web.https and "Strict-Transport-Security" not in headers:
+        missing.append("Strict-Transport-Security")
+    server = headers.get("Server", "")
+    leaks = any(ch.isdigit() for ch in server)
+    detail = f"Server: {server or '-'}" + (f"; missing {', '.join(missing)}" if missing else "")
+    return not missing and not leaks, detail
 
 
 def firewall_loaded(remote) -> tuple[bool, str]:
