@@ -19,6 +19,7 @@ import os
 import signal
 from pathlib import Path
 
+from pi_stream.errors import LabError
 from pi_stream.lab import model, procs
 from pi_stream.lab.model import LabHost
 from pi_stream.proc import require_tools
@@ -50,7 +51,10 @@ def nspawn_argv(host: LabHost) -> list[str]:
 
 def boot(host: LabHost, log: Path) -> procs.ProcessRef:
     require_tools(NSPAWN)
-    return procs.spawn(nspawn_argv(host), log)
+    try:
+        return procs.spawn(nspawn_argv(host), log)
+    except LabError as exc:
+        raise LabError(f"{host.name} ({host.address}): {exc.message}") from exc
 
 
 def machine_of(argv: list[str]) -> str | None:

@@ -86,7 +86,7 @@ def spawn(argv: Sequence[str], log: Path) -> ProcessRef:
     started = start_time(process.pid)
     if started is None:
         process.wait(timeout=5)
-        raise LabError(f"{argv[0]} exited at once (status {process.returncode}); log {log}:\n{log_tail(log)}")
+        raise LabError(f"{argv[0]} exited at once (status {process.returncode}); its output:\n{log_tail(log)}")
     return ProcessRef(pid=process.pid, start_time=started)
 
 

@@ -24,6 +24,9 @@ def ensure_key(key: Path, comment: str) -> str:
 def ssh_argv(lab: Lab, host_name: str, *command: str, batch: bool = True) -> list[str]:
     """An ssh command line into a lab host; `command` runs there (none: an interactive shell).
 
+    As with ssh itself, the command words are joined with spaces and run by the
+    remote shell: pass `shlex.join(argv)` when an argument has spaces or quotes.
+
     `-F none`: the user's ~/.ssh/config (ControlMaster, other keys, a jump host)
     must not change what the lab tests. BatchMode: fail rather than prompt.
     """
@@ -50,7 +53,9 @@ def wait_for_ssh(lab: Lab, host: LabHost, container: procs.ProcessRef, log: Path
     while True:
         if not procs.alive(container, "systemd-nspawn"):
             procs.reap(container.pid)
-            raise LabError(f"{host.name} ({host.address}): the container exited while booting; log {log}:\n{procs.log_tail(log)}")
+            raise LabError(
+                f"{host.name} ({host.address}): the container exited while booting; last lines of its console:\n{procs.log_tail(log)}"
+            )
         try:
             run(ssh_argv(lab, host.name, "true"), timeout=15)
             return
@@ -58,6 +63,6 @@ def wait_for_ssh(lab: Lab, host: LabHost, container: procs.ProcessRef, log: Path
             last = exc.message.splitlines()[-1] if exc.message else ""
         if time.monotonic() >= deadline:
             raise LabError(
-                f"{host.name} ({host.address}) did not answer on SSH in time (last: {last}); log {log}:\n{procs.log_tail(log)}"
+                f"{host.name} ({host.address}) did not answer on SSH in time (last: {last}); last lines of its console:\n{procs.log_tail(log)}"
             )
         time.sleep(0.5)
