@@ -21,7 +21,8 @@ from passlib.hash import sha512_crypt
 from pi_stream.errors import PiStreamError, SiteError
 from pi_stream.site import VIEWERS_FILE
 
-# Measured in bench/ at ~5 ms per check on x86; a Pi 4 is ~4x slower.
+# glibc's crypt(3), which nginx calls, took ~9 ms per check at these rounds on the 2-core
+# x86 CI machine (2026-11-23); a Pi core is slower. Each media request pays it (issue 4).
 SHA512_ROUNDS = 10_000
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 MIN_PASSWORD_LENGTH = 8
