@@ -5,7 +5,7 @@
 
   // Low latency without LL-HLS: play 1.5 fragments behind the live edge, catch up
   // (at most 20% faster) beyond 3 fragments. The page carries the fragment-based
-  // values. Measured in bench/latency (docs/benchmarks.md): ~2.2 s glass to glass
+  // values. Measured in bench/latency (docs/benchmarks.md): 2.1-2.3 s glass to glass
   // with 1 s fragments and no stalls; one fragment behind stalled every few seconds.
   var grid = document.querySelector("[data-live-sync-seconds]");
   var HLS_CONFIG = {
