@@ -258,7 +258,7 @@ def _bring_up(name: str, count: int, suite: str, arch: str, progress: Callable[[
     containers: dict[str, procs.ProcessRef] = {}
     for host in lab_obj.hosts:
         progress(f"booting {host.name} at {host.address}")
-        containers[host.name] = container.boot(host, directory / f"{host.name}.log")
+        containers[host.name] = container.boot(host, directory / f"{host.name}.log", emulated=arch != rootfs.native_arch())
         current = replace(current, containers=dict(containers))
         state.save_state(current)
     deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS[arch] + BOOT_TIMEOUT_PER_EXTRA_HOST[arch] * (count - 1)

@@ -9,7 +9,8 @@ Checked on this machine (systemd 252, PID 1 not systemd, cgroup v1 hybrid):
   disk file system") and an image lock file in /run/systemd/nspawn/locks.
   `down` removes both so nothing accumulates.
 - With `--boot`, SIGTERM to nspawn makes it ask the container's systemd to
-  power off; the container is gone within a few seconds.
+  power off; the container is gone within a few seconds. Under qemu-user
+  emulation (arm64 here) that signal arrives as another one: see nspawn_argv().
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ NSPAWN_RUN = Path("/run/systemd/nspawn")
 STOP_TIMEOUT_SECONDS = 30
 
 
-def nspawn_argv(host: LabHost) -> list[str]:
+def nspawn_argv(host: LabHost, emulated: bool = False) -> list[str]:
+    """The nspawn command line; `emulated` for a foreign architecture running under qemu-user."""
     return [
         NSPAWN,
         f"--directory={host.root}",
@@ -46,13 +48,18 @@ def nspawn_argv(host: LabHost) -> list[str]:
         "--link-journal=no",
         # Boot messages go to the log file, so a failed boot can be explained from its tail.
         "--console=read-only",
+        # On SIGTERM nspawn sends the container's systemd SIGRTMIN+3 (halt). qemu-user does not pass
+        # real-time signals through unchanged: an arm64 systemd received it as "rescue mode" and kept
+        # running. SIGINT (ctrl-alt-del) arrives intact, and prepare_root() points ctrl-alt-del.target
+        # at poweroff.target in emulated roots.
+        *(["--kill-signal=SIGINT"] if emulated else []),
     ]
 
 
-def boot(host: LabHost, log: Path) -> procs.ProcessRef:
+def boot(host: LabHost, log: Path, emulated: bool = False) -> procs.ProcessRef:
     require_tools(NSPAWN)
     try:
-        return procs.spawn(nspawn_argv(host), log)
+        return procs.spawn(nspawn_argv(host, emulated), log)
     except LabError as exc:
         raise LabError(f"{host.name} ({host.address}): {exc.message}") from exc
 

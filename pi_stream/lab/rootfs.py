@@ -225,13 +225,35 @@ def prepare_root(lab: Lab, host: LabHost, public_key: str) -> str:
 
     _prepare_apt(lab, root)
     host_key = _prepare_ssh(host, root, public_key)
-    interpreter = binfmt_interpreter(lab.arch)
+    if lab.arch != native_arch():
+        _prepare_emulation(lab.arch, root)
+    return f"{host.address} {host_key}\n"
+
+
+def _prepare_emulation(arch: str, root: Path) -> None:
+    """What systemd needs to boot and stop cleanly under qemu-user (found booting bookworm arm64 here)."""
+    interpreter = binfmt_interpreter(arch)
     if interpreter and not interpreter[1]:
         # binfmt without F looks the interpreter up at exec time, inside the container.
         dest = root / str(interpreter[0]).lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(interpreter[0], dest)
-    return f"{host.address} {host_key}\n"
+    system = root / "etc" / "systemd" / "system"
+    # nspawn stops an emulated container with SIGINT (see container.nspawn_argv): make that a poweroff.
+    target = system / "ctrl-alt-del.target"
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    target.symlink_to("/lib/systemd/system/poweroff.target")
+    # Units with LoadCredential= fail under emulation ("Failed at step CREDENTIALS ...: Invalid
+    # argument": systemd mounts a credentials file system with a syscall qemu-user rejects), which
+    # leaves systemd-tmpfiles-setup and systemd-sysusers failed and the system "degraded". The lab
+    # passes no credentials, so an empty assignment (which resets the list) loses nothing.
+    for unit in sorted((root / "lib" / "systemd" / "system").glob("*.service")):
+        text = unit.read_text(errors="replace")
+        resets = [f"{key}=\n" for key in ("LoadCredential", "ImportCredential") if f"\n{key}=" in text]
+        if resets:
+            _write(system / f"{unit.name}.d" / "50-pi-stream-lab-emulation.conf",
+                   "# pi-stream lab: no credentials under qemu-user emulation (see rootfs.py)\n[Service]\n" + "".join(resets))
 
 
 def _prepare_apt(lab: Lab, root: Path) -> None:

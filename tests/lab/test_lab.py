@@ -173,7 +173,7 @@ def test_a_failed_up_rolls_back(monkeypatch):
     failing = "labfail"
     lab.down(failing)
     real = container.nspawn_argv
-    monkeypatch.setattr(container, "nspawn_argv", lambda host: [*real(host), "--no-such-option"])
+    monkeypatch.setattr(container, "nspawn_argv", lambda *args: [*real(*args), "--no-such-option"])
     with pytest.raises(LabError, match=r"pi1 .*exited(.|\n)*no-such-option"):
         lab.up(failing, hosts=1, progress=print)
     assert leftovers(failing) == []
