@@ -115,20 +115,27 @@ def remove_tree(directory: Path) -> None:
         raise LabError(f"could not remove {directory}")
 
 
-def kill_chrooted(directory: Path) -> None:
-    """Kill processes chrooted into `directory` (what an interrupted debootstrap leaves: dpkg, maintainer scripts)."""
+def _uses(pid: int, prefix: str) -> bool:
+    with contextlib.suppress(OSError):
+        for link in ("root", "cwd"):
+            if (os.readlink(f"/proc/{pid}/{link}") + "/").startswith(prefix):
+                return True
+    return any((part + "/").startswith(prefix) for part in procs.cmdline(pid))
+
+
+def kill_users_of(directory: Path) -> None:
+    """Kill what still works in `directory`: an interrupted debootstrap (its target is an argument)
+    and what it runs chrooted there (dpkg, maintainer scripts). Its output went to a pipe of the
+    killed caller, so it usually dies of SIGPIPE; usually is not enough before an rm -rf."""
     prefix = str(directory) + "/"
-    for _ in range(5):
-        pids = []
-        for pid in procs.all_pids():
-            with contextlib.suppress(OSError):
-                if (os.readlink(f"/proc/{pid}/root") + "/").startswith(prefix):
-                    pids.append(pid)
+    for _ in range(10):
+        pids = [pid for pid in procs.all_pids() if pid != os.getpid() and _uses(pid, prefix)]
         if not pids:
             return
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+            procs.reap(pid)
         time.sleep(0.3)
 
 
@@ -150,7 +157,7 @@ def ensure_rootfs(cache_root: Path, suite: str, arch: str, progress: Callable[[s
         require_tools("debootstrap")
         for leftover in cached.parent.glob(f".{cached.name}.*.tmp"):
             progress(f"removing an interrupted build: {leftover}")
-            kill_chrooted(leftover)
+            kill_users_of(leftover)
             remove_tree(leftover)
         if cached.exists():
             progress(f"{cached} is incomplete (not built by pi-stream?): rebuilding it")
@@ -172,7 +179,7 @@ def ensure_rootfs(cache_root: Path, suite: str, arch: str, progress: Callable[[s
             unmount_under(staging)
             staging.rename(cached)
         except BaseException:
-            kill_chrooted(staging)
+            kill_users_of(staging)
             remove_tree(staging)
             raise
         progress(f"Debian {suite} {arch} root built in {time.monotonic() - started:.0f}s, cached in {cached}")
