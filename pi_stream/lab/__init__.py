@@ -93,7 +93,7 @@ def up(
     require_tools("ip", "ssh", "ssh-keygen", "cp", container.NSPAWN)
     if not Path(aptproxy.NGINX).exists():
         raise LabError(f"{aptproxy.NGINX} not found: the lab's apt proxy uses the host's nginx (apt-get install nginx)")
-    with state.lab_lock(name):
+    with state.lab_lock(name) as held:
         current = state.load_state(name)
         if current and _running(current) and _shape(current.lab) == (suite, arch, hosts):
             _ensure_proxy(current)
@@ -108,6 +108,7 @@ def up(
             progress(f"lab {name} did not come up: removing what was created")
             with contextlib.suppress(Exception):
                 _teardown(name)
+                held.remove = True
             raise
 
 
@@ -115,8 +116,9 @@ def down(name: str) -> None:
     """Stop and remove a lab: containers, namespaces, links, proxy, per-host roots. Caches stay. Idempotent."""
     check_name(name)
     _require_root()
-    with state.lab_lock(name):
+    with state.lab_lock(name) as held:
         _teardown(name)
+        held.remove = True
 
 
 def status(name: str) -> Lab | None:

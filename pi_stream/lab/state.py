@@ -106,23 +106,47 @@ def list_labs() -> list[str]:
     return sorted(p.name for p in LABS_DIR.iterdir() if (p / "state.json").exists())
 
 
+@dataclass
+class Held:
+    """A held lock; set `remove` to delete the lock file on release (when nothing is left to guard)."""
+
+    remove: bool = False
+
+
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive flock, released when the holder exits however it exits (no stale lock files to clear)."""
+def file_lock(path: Path) -> Iterator[Held]:
+    """An exclusive flock, released when the holder exits however it exits.
+
+    The file may be removed on release (see Held); a waiter that then gets the
+    lock on the removed file notices that the path names another file (or none)
+    and locks again, so two holders never overlap.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    while True:
+        handle = open(path, "a")  # noqa: SIM115 - closed below or after the yield
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    held = Held()
+    try:
+        yield held
+    finally:
+        if held.remove:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
-def lab_lock(name: str) -> contextlib.AbstractContextManager[None]:
-    """Serialises up/down of one lab. Outside the lab's directory, which `down` deletes."""
+def lab_lock(name: str) -> contextlib.AbstractContextManager[Held]:
+    """Serialises up/down of one lab. Outside the lab's directory, which `down` deletes; removed when the lab is."""
     return file_lock(LABS_DIR / f".{name}.lock")
 
 
-def allocation_lock() -> contextlib.AbstractContextManager[None]:
+def allocation_lock() -> contextlib.AbstractContextManager[Held]:
     """Held from choosing a subnet until the state file that claims it is written."""
     return file_lock(LABS_DIR / ".subnets.lock")

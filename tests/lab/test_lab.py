@@ -54,8 +54,9 @@ def leftovers(name: str) -> list[str]:
         if (machine and pattern.match(machine)) or any(f"/labs/{name}/" in part for part in argv):
             found.append(f"process {proc.name} {' '.join(argv)}")
     found += [f"leftover {p}" for p in Path("/run/systemd/nspawn/propagate").glob(f"ps-{name}-pi*")]
-    if (state.LABS_DIR / name).exists():
-        found.append(f"directory {state.LABS_DIR / name}")
+    for path in (state.LABS_DIR / name, state.LABS_DIR / f".{name}.lock"):
+        if path.exists():
+            found.append(f"file {path}")
     return found
 
 

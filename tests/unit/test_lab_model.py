@@ -175,3 +175,26 @@ def test_apt_proxy_config_passes_nginx_t(tmp_path):
                             capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_a_removed_lock_file_still_serialises_its_holders(tmp_path):
+    """down removes the lab's lock file; a waiter must then lock the new file, not the removed one."""
+    import threading
+
+    path = tmp_path / ".demo.lock"
+    events: list[str] = []
+    with state.file_lock(path) as held:
+        held.remove = True
+
+        def second() -> None:
+            with state.file_lock(path):
+                events.append("second holds")
+                assert path.exists(), "the second holder locks a file that is really at the path"
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive(), "the second holder waits while the first holds the lock"
+        events.append("first releases")
+    waiter.join(timeout=10)
+    assert events == ["first releases", "second holds"]
