@@ -22,9 +22,13 @@ Where this machine differs from ../shared/DESIGN.md "The lab", and what is done 
   systemd (without it: "Failed to open system bus"); see container.py.
 - nspawn leaves an empty /run/systemd/nspawn/propagate/<machine> and an image
   lock file behind because /run is not a tmpfs here; `down` removes them.
-- HTTP through the machine's network passes an intercepting cache that strips
-  Cache-Control and Last-Modified from the mirror's answers, so the apt proxy's
-  lifetimes come from its own proxy_cache_valid only; see aptproxy.py.
+- The mirror's answers arrive here without Cache-Control or Last-Modified (an
+  intercepting cache on the way adds "x-cache-status: BYPASS"), so the apt
+  proxy's lifetimes come from its own proxy_cache_valid only; see aptproxy.py.
+- Under qemu-user (arm64) systemd gets nspawn's stop signal as another one and
+  units with credentials fail; see container.nspawn_argv and rootfs.py.
+- The debootstrapped root has no ping or nft (minbase); tests use Python
+  sockets, and install nftables through the proxy.
 """
 
 from __future__ import annotations
