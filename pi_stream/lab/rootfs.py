@@ -230,6 +230,14 @@ def prepare_root(lab: Lab, host: LabHost, public_key: str) -> str:
     # resolver with nothing listening fails at once; lab names come from /etc/hosts.
     _write(etc / "resolv.conf", "# pi-stream lab: no DNS here; lab hosts are in /etc/hosts\nnameserver 127.0.0.1\n")
 
+    # Remounting "/" is the container manager's business, not the container's: on an overlay
+    # root systemd-remount-fs fails now and then (seen in CI), leaving the system "degraded".
+    mask = etc / "systemd" / "system" / "systemd-remount-fs.service"
+    if mask.is_symlink() or mask.exists():
+        mask.unlink()
+    mask.parent.mkdir(parents=True, exist_ok=True)
+    mask.symlink_to("/dev/null")
+
     _prepare_apt(lab, root)
     host_key = _prepare_ssh(host, root, public_key)
     if lab.arch != native_arch():
