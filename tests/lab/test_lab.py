@@ -112,17 +112,17 @@ def test_container_to_container_ssh(lab2):
     """pi1 logs into pi2 with the lab key and pi2's pinned host key (what a jump host would do)."""
     pi2 = lab2.host("pi2")
     key = lab2.key_path.read_text()
-    assert on(lab2, "pi1", "sh", "-c", "umask 077; cat > /root/.ssh/lab_key", input=key).returncode == 0
+    assert on(lab2, "pi1", "sh", "-c", "umask 077; cat > ~/.ssh/lab_key", input=key).returncode == 0
     known = lab2.known_hosts_path.read_text()
-    assert on(lab2, "pi1", "sh", "-c", "cat > /root/.ssh/lab_known_hosts", input=known).returncode == 0
+    assert on(lab2, "pi1", "sh", "-c", "cat > ~/.ssh/lab_known_hosts", input=known).returncode == 0
     try:
         result = on(
-            lab2, "pi1", "ssh", "-i", "/root/.ssh/lab_key", "-o", "UserKnownHostsFile=/root/.ssh/lab_known_hosts",
+            lab2, "pi1", "ssh", "-i", "~/.ssh/lab_key", "-o", "UserKnownHostsFile=~/.ssh/lab_known_hosts",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{pi2.address}", "hostname",
         )
         assert result.stdout.strip() == "pi2", result.stderr
     finally:
-        on(lab2, "pi1", "rm", "-f", "/root/.ssh/lab_key", "/root/.ssh/lab_known_hosts")
+        on(lab2, "pi1", "sh", "-c", "rm -f ~/.ssh/lab_key ~/.ssh/lab_known_hosts")
 
 
 def test_apt_works_through_the_proxy_and_nftables_has_its_capability(lab2):
