@@ -165,10 +165,11 @@ def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_di
     merged_paths = {**DEFAULT_PATHS, **(paths or {})}
     env = make_environment(templates_dir)
     bundle: Bundle = {}
+    templates = template_paths(templates_dir)
     for host in site.hosts:
         files: dict[str, BundleFile] = {}
         base_context = host_context(site, host.name, merged_paths)
-        for rel in template_paths(templates_dir):
+        for rel in templates:
             instances = [None]
             if CAMERA_TOKEN in rel:
                 instances = list(base_context["cameras"])

@@ -102,10 +102,9 @@ def prepare_demo_site(site_dir: Path, lab_state) -> str:
     # The lab's addresses and keys can change between `lab up`s: always rewrite the inventory.
     lab_state.write_inventory(site_dir / "inventory.yml")
     password = demo_password(site_dir)
-    users = credentials.list_users(site_dir)
-    if DEMO_VIEWER not in users or not credentials.verify_password(
-        password, credentials.read_htpasswd(credentials.viewers_path(site_dir))[DEMO_VIEWER]
-    ):
+    viewers_file = credentials.viewers_path(site_dir)
+    current = credentials.read_htpasswd(viewers_file).get(DEMO_VIEWER) if viewers_file.exists() else None
+    if current is None or not credentials.verify_password(password, current):
         credentials.add_user(site_dir, DEMO_VIEWER, password)
     return password
 
