@@ -19,7 +19,9 @@ from pathlib import Path
 from passlib.hash import sha512_crypt
 
 from pi_stream.errors import PiStreamError, SiteError
-from pi_stream.site import VIEWERS_FILE
+
+# The site's credentials file: `name:hash` lines, read by nginx's auth_basic_user_file.
+VIEWERS_FILE = "viewers.htpasswd"
 
 # glibc's crypt(3), which nginx calls, took ~9 ms per check at these rounds on the 2-core
 # x86 CI machine (2026-11-23); a Pi core is slower. Each media request pays it (issue 4).

@@ -19,11 +19,11 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
+from pi_stream.credentials import VIEWERS_FILE, read_htpasswd
 from pi_stream.errors import SiteError
 
 SITE_FILE = "site.yml"
 INVENTORY_FILE = "inventory.yml"
-VIEWERS_FILE = "viewers.htpasswd"
 
 # Names become file names, systemd instance names and URL path segments.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -320,8 +320,6 @@ def load_inventory(path: Path, problems: Problems) -> tuple[Host, ...]:
 
 def load_viewers(path: Path, problems: Problems) -> tuple[str, ...]:
     """Viewer names from the credentials file; refuses a file others can read."""
-    from pi_stream.credentials import read_htpasswd  # credentials imports this module's names
-
     file = str(path)
     if not path.exists():
         problems.add(file, "", "no viewers: a site needs at least one; add one with `pi-stream user add SITE NAME`")
