@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -41,6 +39,8 @@ from pi_stream import credentials  # noqa: E402  (after the sys.path line above)
 from pi_stream.render import DEFAULT_PATHS, render_site  # noqa: E402
 from pi_stream.scaffold import init_site  # noqa: E402
 from pi_stream.site import load_site  # noqa: E402
+
+from bench.report import publish  # noqa: E402
 
 PORT = 18480
 USER, PASSWORD = "bench", "bench-password"
@@ -213,14 +213,13 @@ def main() -> int:
     args = parser.parse_args()
     configs = ("default",) if os.environ.get("PI_STREAM_BENCH_HLS_CONFIG") else ("default", "baseline")
     results = [measure(config, args.seconds, args.warmup) for config in configs]
-    report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "results": results,
-        "ratio_baseline_over_default": round(results[-1]["median_s"] / results[0]["median_s"], 2),
-    }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    publish(
+        {
+            "results": results,
+            "ratio_baseline_over_default": round(results[-1]["median_s"] / results[0]["median_s"], 2),
+        },
+        args.json,
+    )
     return 0
 
 
