@@ -230,13 +230,15 @@ def prepare_root(lab: Lab, host: LabHost, public_key: str) -> str:
     # resolver with nothing listening fails at once; lab names come from /etc/hosts.
     _write(etc / "resolv.conf", "# pi-stream lab: no DNS here; lab hosts are in /etc/hosts\nnameserver 127.0.0.1\n")
 
-    # Remounting "/" is the container manager's business, not the container's: on an overlay
-    # root systemd-remount-fs fails now and then (seen in CI), leaving the system "degraded".
-    mask = etc / "systemd" / "system" / "systemd-remount-fs.service"
-    if mask.is_symlink() or mask.exists():
-        mask.unlink()
-    mask.parent.mkdir(parents=True, exist_ok=True)
-    mask.symlink_to("/dev/null")
+    # Units with nothing to do in a container that fail now and then on a busy machine (both
+    # seen in CI runs), leaving the system "degraded": remounting "/" is nspawn's business, and
+    # the runlevel record in utmp has no reader here.
+    for unit in ("systemd-remount-fs.service", "systemd-update-utmp-runlevel.service"):
+        mask = etc / "systemd" / "system" / unit
+        if mask.is_symlink() or mask.exists():
+            mask.unlink()
+        mask.parent.mkdir(parents=True, exist_ok=True)
+        mask.symlink_to("/dev/null")
 
     _prepare_apt(lab, root)
     host_key = _prepare_ssh(host, root, public_key)
