@@ -1,11 +1,10 @@
 """Viewer credentials: one path for secrets, never into logs, argv or error messages.
 
-The site's `viewers.htpasswd` holds `name:hash` lines that nginx's auth_basic
-reads through crypt(3). The hash is sha512-crypt with explicit rounds:
-glibc's crypt on Debian/Raspberry Pi OS verifies it natively, and the rounds
-are a deliberate trade-off, because nginx checks basic-auth hashes on every
-request inside the worker that serves video (see ../shared/DESIGN.md:
-bcrypt cost 12 gives ~3 requests/s). Issue 4 moves the slow check to login.
+The site's `viewers.htpasswd` holds `name:hash` lines, bcrypt (`$2b$`). The
+hash is checked once per login by the appliance's login service
+(pi-stream-auth), never per media request: media requests carry a signed
+token that nginx checks with an MD5 (secure_link). So the hash can be slow
+without costing viewers anything (see README, "How viewers log in").
 """
 
 from __future__ import annotations
@@ -16,16 +15,21 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from passlib.hash import sha512_crypt
+from passlib.hash import bcrypt
 
 from pi_stream.errors import PiStreamError, SiteError
 
 # The site's credentials file: `name:hash` lines, read by nginx's auth_basic_user_file.
 VIEWERS_FILE = "viewers.htpasswd"
 
-# glibc's crypt(3), which nginx calls, took ~9 ms per check at these rounds on the 2-core
-# x86 CI machine (2026-11-23); a Pi core is slower. Each media request pays it (issue 4).
-SHA512_ROUNDS = 10_000
+# Cost 11: one check took 118 ms on the 2-core x86 CI machine (cost 12: 236 ms), so
+# ~0.5 s on a Pi 4 core and ~2.5 s on a Pi Zero, paid once per login. Cost 12 would
+# make a Pi Zero's login take five seconds for no gain a rate-limited login needs.
+BCRYPT_COST = 11
+MIN_BCRYPT_COST = 10
+BCRYPT_RE = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+# bcrypt reads at most 72 bytes: a longer password would silently match on its prefix.
+MAX_PASSWORD_BYTES = 72
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 MIN_PASSWORD_LENGTH = 8
 
@@ -73,14 +77,26 @@ def check_password(password: str) -> None:
         raise PiStreamError(f"password too short: use at least {MIN_PASSWORD_LENGTH} characters")
     if "\n" in password or "\r" in password:
         raise PiStreamError("password must be on one line")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise PiStreamError(f"password too long: bcrypt uses at most {MAX_PASSWORD_BYTES} bytes, use fewer characters")
 
 
 def hash_password(password: str) -> str:
-    return sha512_crypt.using(rounds=SHA512_ROUNDS).hash(password)
+    return bcrypt.using(rounds=BCRYPT_COST, ident="2b").hash(password)
 
 
 def verify_password(password: str, hashed: str) -> bool:
-    return sha512_crypt.verify(password, hashed)
+    return hash_problem(hashed) == "" and bcrypt.verify(password, hashed)
+
+
+def hash_problem(hashed: str) -> str:
+    """Why a stored hash is not acceptable ('' when it is): bcrypt only, cost >= MIN_BCRYPT_COST."""
+    match = BCRYPT_RE.match(hashed)
+    if not match:
+        return "is not a bcrypt hash (an older pi-stream wrote sha512-crypt, which the login service does not read)"
+    if int(match.group(1)) < MIN_BCRYPT_COST:
+        return f"uses bcrypt cost {int(match.group(1))}, below {MIN_BCRYPT_COST}"
+    return ""
 
 
 def add_user(site_dir: Path, name: str, password: str) -> bool:

@@ -48,7 +48,13 @@ DEFAULT_PATHS: dict[str, str] = {
     "nginx_pid": "/run/nginx.pid",
     "nginx_log_dir": "/var/log/nginx",
     "nginx_temp_dir": "",  # empty: nginx's compiled-in defaults (Debian: /var/lib/nginx)
-    "htpasswd": "/etc/nginx/pi-stream/viewers.htpasswd",
+    "auth_dir": "/etc/pi-stream/auth",
+    "auth_token_keys": "/etc/pi-stream/auth/nginx-token-keys.conf",
+    "auth_socket": "/run/pi-stream-auth.sock",
+    "auth_service": "/usr/local/lib/pi-stream/pi_stream_auth.py",
+    "auth_log_dir": "/var/log/pi-stream",
+    "auth_log": "/var/log/pi-stream/auth.log",
+    "python3": "/usr/bin/python3",
     "tls_cert": "/etc/pi-stream/tls/cert.pem",
     "tls_key": "/etc/pi-stream/tls/key.pem",
     "hls_root": "/run/pi-stream",
@@ -157,6 +163,19 @@ def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, A
         "rtmp_port": RTMP_PORT,
         "rtmp_app": RTMP_APP,
         "public_tcp_ports": site.public_tcp_ports(host),
+        "auth_access": auth_access(site, host),
+    }
+
+
+def auth_access(site: Site, host: str) -> dict[str, Any]:
+    """The login service's view of the site: cameras and who may watch which. No secrets:
+    the hashes and the site key reach the service through systemd credentials."""
+    return {
+        "cameras": [{"name": c.name, "title": c.title} for c in site.cameras_on(host)],
+        "access": {viewer: [c.name for c in site.cameras_for(viewer, host)] for viewer in site.viewers},
+        "session_seconds": site.auth.session_seconds,
+        "link_seconds": site.auth.link_seconds,
+        "secure_cookies": site.web.https,
     }
 
 

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
-from pi_stream.credentials import VIEWERS_FILE, read_htpasswd
+from pi_stream.credentials import VIEWERS_FILE, hash_problem, read_htpasswd
 from pi_stream.errors import SiteError
 
 SITE_FILE = "site.yml"
@@ -111,6 +111,12 @@ class Fail2ban:
 
 
 @dataclass(frozen=True)
+class Auth:
+    session_seconds: int  # a browser login lasts this long; its media cookies too
+    link_seconds: int  # lifetime of a player link (VLC, ffplay) made on the page
+
+
+@dataclass(frozen=True)
 class Site:
     directory: Path
     name: str
@@ -123,12 +129,20 @@ class Site:
     extra_tcp_ports: tuple[int, ...]
     nginx_install_method: str
     viewers: tuple[str, ...]
+    auth: Auth
+    # viewer -> the cameras they may watch; a viewer not named in site.yml `viewers:` sees every camera.
+    camera_access: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
 
     def cameras_on(self, host: str) -> tuple[Camera, ...]:
         return tuple(c for c in self.cameras if c.host == host)
+
+    def cameras_for(self, viewer: str, host: str) -> tuple[Camera, ...]:
+        """The cameras on `host` that `viewer` may watch."""
+        allowed = self.camera_access.get(viewer)
+        return tuple(c for c in self.cameras_on(host) if allowed is None or c.name in allowed)
 
     @property
     def viewers_file(self) -> Path:
@@ -336,6 +350,10 @@ def load_viewers(path: Path, problems: Problems) -> tuple[str, ...]:
         return ()
     if not entries:
         problems.add(file, "", "no viewers: a site needs at least one; add one with `pi-stream user add SITE NAME`")
+    for name, hashed in entries.items():
+        problem = hash_problem(hashed)
+        if problem:
+            problems.add(file, name, f"the stored hash {problem}; set the password again with `pi-stream user passwd SITE {name}`")
     return tuple(entries)
 
 
@@ -409,7 +427,15 @@ def parse_site(
     install_method = nginx.choice("install_method", ("package", "source"), "package")
     nginx.done()
 
+    auth_fields = top.sub("auth")
+    auth = Auth(
+        session_seconds=auth_fields.integer("session_hours", 12, 1, 24 * 30) * 3600,
+        link_seconds=auth_fields.integer("link_days", 30, 1, 365) * 86400,
+    )
+    auth_fields.done()
+
     cameras = parse_cameras(top, hosts)
+    camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
     top.done()
     check_ports(web, hosts, tuple(extra_ports), file, problems)
     if problems.items:
@@ -426,6 +452,8 @@ def parse_site(
         extra_tcp_ports=tuple(extra_ports),
         nginx_install_method=install_method,
         viewers=viewers,
+        auth=auth,
+        camera_access=camera_access,
     )
 
 
@@ -523,6 +551,27 @@ def parse_cameras(top: Fields, hosts: tuple[Host, ...]) -> tuple[Camera, ...]:
     return tuple(cameras)
 
 
+def parse_camera_access(section: Fields, viewers: tuple[str, ...], cameras: tuple[Camera, ...]) -> dict[str, tuple[str, ...]]:
+    """`viewers: {bob: {cameras: [garden]}}`: limits a viewer to some cameras."""
+    camera_names = [c.name for c in cameras]
+    access: dict[str, tuple[str, ...]] = {}
+    for viewer in list(section.data):
+        entry = section.sub(str(viewer))
+        if viewers and viewer not in viewers:
+            entry.error("", f"no viewer {viewer!r} in {VIEWERS_FILE}; add it with `pi-stream user add SITE {viewer}` or remove this entry")
+        allowed = []
+        for i, name in enumerate(entry.items("cameras")):
+            if name not in camera_names:
+                entry.error(f"cameras[{i}]", f"{name!r} is not a camera of this site; cameras: {', '.join(camera_names)}")
+            else:
+                allowed.append(name)
+        if "cameras" not in entry.data:
+            entry.error("cameras", "missing: list the cameras this viewer may watch (leave the viewer out to allow all)")
+        entry.done()
+        access[str(viewer)] = tuple(dict.fromkeys(allowed))
+    return access
+
+
 def parse_source(src: Fields) -> Source:
     if "type" not in src.data:
         src.error("type", f"missing: one of {', '.join(SOURCE_TYPES)}")
@@ -576,9 +625,9 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
     tls_mode = "none" if not site.web.https else ("provided" if site.web.cert_file else "self_signed")
     return {
         "firewall": {"firewall_tcp_ports": list(site.public_tcp_ports(host))},
+        "viewer_auth": {"viewer_auth_viewers_src": str(site.viewers_file.resolve())},
         "nginx_rtmp": {
             "nginx_rtmp_install_method": site.nginx_install_method,
-            "nginx_rtmp_htpasswd_src": str(site.viewers_file.resolve()),
             "nginx_rtmp_tls_mode": tls_mode,
             "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
             "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",

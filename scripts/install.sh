@@ -15,7 +15,7 @@ fi
 # Programs, not services: nginx and fail2ban are used here for `nginx -t`, the lab's
 # apt proxy and fail2ban-regex. chromium plays the player page in the browser tests.
 packages=(
-    python3 python3-venv python3-pip
+    python3 python3-venv python3-pip python3-bcrypt
     debootstrap systemd-container iproute2 iputils-ping nftables openssh-client openssl
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk

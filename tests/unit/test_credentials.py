@@ -1,9 +1,9 @@
-"""Viewer credentials: strong hashes nginx can check, a 0600 file, no secret in errors."""
+"""Viewer credentials: bcrypt hashes the login service can check, a 0600 file, no secret in errors."""
 
 from __future__ import annotations
 
 import stat
-import warnings
+import subprocess
 
 import pytest
 
@@ -28,17 +28,29 @@ def test_file_is_private_and_holds_no_password(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text()
     assert "hunter2" not in text
-    assert text.startswith(f"alice:$6$rounds={credentials.SHA512_ROUNDS}$")
+    assert text.startswith(f"alice:$2b${credentials.BCRYPT_COST}$")
+    assert credentials.BCRYPT_COST >= credentials.MIN_BCRYPT_COST >= 10
 
 
-def test_hash_is_verified_by_the_system_crypt_that_nginx_uses(tmp_path):
-    """nginx's auth_basic calls crypt(3); the hash must be one glibc verifies."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
+def test_hash_is_verified_by_the_bcrypt_the_login_service_uses(tmp_path):
+    """The Pi's login service runs Debian's python3 with python3-bcrypt, not this virtualenv."""
     hashed = credentials.hash_password("s3cret pass")
-    assert crypt.crypt("s3cret pass", hashed) == hashed
-    assert crypt.crypt("wrong pass", hashed) != hashed
+    check = "import bcrypt, sys; print(bcrypt.checkpw(sys.argv[1].encode(), sys.argv[2].encode()))"
+    for password, expected in (("s3cret pass", "True"), ("wrong pass", "False")):
+        result = subprocess.run(["/usr/bin/python3", "-c", check, password, hashed], capture_output=True, text=True, timeout=30)
+        assert result.stdout.strip() == expected, result.stderr
+
+
+def test_hash_problem_names_old_and_weak_hashes():
+    assert credentials.hash_problem(credentials.hash_password("s3cret pass")) == ""
+    assert "not a bcrypt hash" in credentials.hash_problem("$6$rounds=10000$salt$" + "x" * 86)
+    weak = "$2b$04$" + "a" * 53
+    assert "cost 4" in credentials.hash_problem(weak)
+
+
+def test_password_longer_than_bcrypt_reads_is_refused(tmp_path):
+    with pytest.raises(PiStreamError, match="72 bytes"):
+        credentials.add_user(tmp_path, "alice", "é" * 40)
 
 
 @pytest.mark.parametrize("name", ["Alice", "a:b", "", "x" * 40, "../x"])

@@ -1,0 +1,310 @@
+"""Viewer auth with the real programs, on loopback: the rendered nginx config and the login service together.
+
+No lab: nginx runs from a temporary root with the rendered tree (as the roles
+install it), the login service from the rendered bundle, on high ports. Each test
+sends from its own 127.0.0.X address, so nginx's per-address login limit of one
+test does not spill into another.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from pi_stream import credentials
+from pi_stream.render import render_site
+from pi_stream.site import load_site
+from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+from tests.configs.tree import install_auth_secrets, make_certificate, rooted_paths
+
+HTTPS_PORT, HTTP_PORT = 18443, 18080
+BOB, BOB_PASSWORD = "bob", "bob's long password"
+SITE = {
+    "name": "flow",
+    "web": {"https_port": HTTPS_PORT, "http_port": HTTP_PORT},
+    "cameras": [{"name": "garden", "source": {"type": "testsrc"}}, {"name": "door", "source": {"type": "testsrc"}}],
+    "viewers": {BOB: {"cameras": ["garden"]}},
+    "fail2ban": {"maxretry": 3},
+}
+PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.000,\n7.ts\n"
+
+
+class Appliance:
+    """nginx + pi_stream_auth.py from one rendered tree."""
+
+    def __init__(self, root: Path, site_dir: Path) -> None:
+        self.root, self.site_dir = root, site_dir
+        self.auth = root / "etc/pi-stream/auth"
+        self.script = root / "usr/local/lib/pi-stream/pi_stream_auth.py"
+        self.socket = root / "run/pi-stream-auth.sock"
+        self.auth_log = root / "var/log/pi-stream/auth.log"
+        self.access_log = root / "var/log/nginx/access.log"
+        self.service: subprocess.Popen | None = None
+
+    def tool(self, *args: str) -> str:
+        argv = ["/usr/bin/python3", str(self.script), "--config", str(self.auth / "access.json"),
+                "--viewers", str(self.auth / "viewers"), "--key", str(self.auth / "token.key"), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    def start_service(self) -> None:
+        self.stop_service()
+        self.service = subprocess.Popen(
+            ["/usr/bin/python3", str(self.script), "--config", str(self.auth / "access.json"),
+             "--viewers", str(self.auth / "viewers"), "--key", str(self.auth / "token.key"), "serve", "--listen", str(self.socket)],
+        )
+        wait_for(lambda: self.socket.exists(), "the login service's socket")
+
+    def stop_service(self) -> None:
+        if self.service:
+            self.service.terminate()
+            self.service.wait(timeout=10)
+            self.service = None
+        self.socket.unlink(missing_ok=True)
+
+    def nginx(self, *args: str) -> None:
+        subprocess.run(["nginx", "-c", str(self.root / "etc/nginx/nginx.conf"), *args], check=True, capture_output=True, timeout=30)
+
+    def sync_viewers(self) -> None:
+        """What a deploy does after `pi-stream user ...`: new hashes, new token keys, nginx reloaded, service restarted."""
+        shutil.copy(self.site_dir / "viewers.htpasswd", self.auth / "viewers")
+        site = load_site(self.site_dir)
+        access = render_site(site, rooted_paths(self.root))["pi1"]["etc/pi-stream/auth/access.json"].content
+        (self.auth / "access.json").write_bytes(access)
+        (self.auth / "nginx-token-keys.conf").write_text(self.tool("nginx-map"))
+        self.nginx("-s", "reload")
+        time.sleep(0.5)  # the old workers finish; new ones read the new keys
+        self.start_service()
+
+
+def wait_for(condition, what: str, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory) -> Appliance:
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx not installed: run scripts/install.sh")
+    if port_open(HTTPS_PORT):
+        pytest.fail(f"port {HTTPS_PORT} is taken on this machine")
+    base = tmp_path_factory.mktemp("auth-flow")
+    site_dir = write_site(base / "site", SITE)
+    credentials.add_user(site_dir, BOB, BOB_PASSWORD)
+    root = base / "root"
+    bundle = render_site(load_site(site_dir), rooted_paths(root))["pi1"]
+    for target, file in bundle.items():
+        path = root / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.content)
+    conf = root / "etc/nginx/nginx.conf"
+    text = conf.read_text()
+    # Workers as root: pytest's temporary directory is private to root. No RTMP: nothing publishes here.
+    text = text.replace("user www-data;", "user root;")
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("include") or "rtmp.conf" not in line)
+    conf.write_text(text + "\n")
+    for sub in ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for camera in ("garden", "door"):
+        hls = root / "run/pi-stream/hls" / camera
+        hls.mkdir(parents=True)
+        (hls / "index.m3u8").write_text(PLAYLIST)
+        (hls / "7.ts").write_bytes(b"\x47" * 188 * 10)
+    install_auth_secrets(site_dir, root)
+    make_certificate(root)
+    global CERT
+    CERT = root / "etc/pi-stream/tls/cert.pem"
+    running = Appliance(root, site_dir)
+    running.start_service()
+    running.nginx()
+    try:
+        wait_for(lambda: port_open(HTTPS_PORT), "nginx")
+        yield running
+    finally:
+        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], capture_output=True, timeout=30)
+        running.stop_service()
+
+
+CERT: Path | None = None  # set by the fixture: the test certificate, pinned
+
+
+def client(source: str) -> requests.Session:
+    """A session sending from a given loopback address (its own per-address limits)."""
+
+    # With a pool manager of its own, requests (2.34) no longer applies `verify`:
+    # the pinned certificate goes in as the pool's SSL context.
+    pinned = ssl.create_default_context(cafile=str(CERT))
+
+    class SourceAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (source, 0)
+            kwargs["ssl_context"] = pinned
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", SourceAdapter())
+    session.verify = str(CERT)
+    return session
+
+
+URL = f"https://127.0.0.1:{HTTPS_PORT}"
+
+
+def login(session: requests.Session, user: str, password: str) -> requests.Response:
+    return session.post(f"{URL}/auth/login", json={"user": user, "password": password}, timeout=30)
+
+
+def log_lines(path: Path, word: str, source: str) -> int:
+    return sum(1 for line in path.read_text().splitlines() if word in line and f"client={source} " in line)
+
+
+def test_page_is_public_and_media_needs_a_login(appliance):
+    viewer = client("127.0.0.2")
+    assert viewer.get(f"{URL}/", timeout=10).status_code == 200
+    assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 401
+    assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 401
+    assert viewer.get(f"{URL}/_pi_stream_refused", timeout=10).status_code == 404
+
+
+def test_login_then_media_with_the_cookie(appliance):
+    viewer = client("127.0.0.3")
+    response = login(viewer, VIEWER, VIEWER_PASSWORD)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [c["name"] for c in body["cameras"]] == ["garden", "door"]
+    cookies = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookies and "Secure" in cookies and "SameSite=Strict" in cookies and "Path=/hls/door/" in cookies
+    playlist = viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10)
+    assert playlist.status_code == 200 and playlist.text == PLAYLIST
+    assert playlist.headers["Cache-Control"] == "no-cache"
+    segment = viewer.get(f"{URL}/hls/door/7.ts", timeout=10)
+    assert segment.status_code == 200 and segment.headers["Cache-Control"] == "private, max-age=60"
+    assert "Content-Security-Policy" in segment.headers and "Strict-Transport-Security" in segment.headers
+    assert viewer.get(f"{URL}/auth/session", timeout=10).json()["user"] == VIEWER
+    # Logout clears the cookies; the page then asks again.
+    assert viewer.post(f"{URL}/auth/logout", json={}, timeout=10).status_code == 200
+    assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 401
+    assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 401
+
+
+def test_viewer_limited_to_some_cameras(appliance):
+    viewer = client("127.0.0.4")
+    response = login(viewer, BOB, BOB_PASSWORD)
+    assert [c["name"] for c in response.json()["cameras"]] == ["garden"]
+    assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 200
+    # Bob's garden token, presented for the door: refused, and logged for fail2ban.
+    garden_token = next(c.value for c in viewer.cookies if c.path == "/hls/garden/")
+    direct = requests.get(f"{URL}/hls/door/index.m3u8", cookies={"pi_stream_media": garden_token}, verify=str(CERT), timeout=10)
+    assert direct.status_code == 403
+    assert viewer.post(f"{URL}/auth/link", json={"camera": "door"}, timeout=10).status_code == 403
+
+
+def test_player_link_works_without_cookies(appliance):
+    viewer = client("127.0.0.5")
+    login(viewer, VIEWER, VIEWER_PASSWORD)
+    link = viewer.post(f"{URL}/auth/link", json={"camera": "garden"}, timeout=10).json()["url"]
+    assert link.startswith(f"https://127.0.0.1:{HTTPS_PORT}/v/") and link.endswith("/garden/index.m3u8")
+    player = client("127.0.0.5")  # like VLC: no cookie, only the URL
+    playlist = player.get(link, timeout=10)
+    assert playlist.status_code == 200
+    segment_url = link.rsplit("/", 1)[0] + "/" + playlist.text.strip().splitlines()[-1]
+    assert player.get(segment_url, timeout=10).status_code == 200
+    # A link opens one camera: the signature covers it, even for a viewer allowed both.
+    assert player.get(link.replace("/garden/", "/door/"), timeout=10).status_code == 403
+    forged = link.replace("/v/alice~", "/v/bob~")
+    assert player.get(forged, timeout=10).status_code == 403
+
+
+def test_expired_token_is_refused_without_counting_as_an_attack(appliance):
+    path = appliance.tool("link", VIEWER, "garden", "--seconds", "-5").strip()
+    before = appliance.auth_log.read_text()
+    response = client("127.0.0.6").get(f"{URL}{path}", timeout=10)
+    assert response.status_code == 410
+    assert appliance.auth_log.read_text() == before
+    fresh = appliance.tool("link", VIEWER, "garden", "--seconds", "60").strip()
+    assert client("127.0.0.6").get(f"{URL}{fresh}", timeout=10).status_code == 200
+
+
+def test_wrong_passwords_are_logged_for_fail2ban_and_rate_limited(appliance):
+    source = "127.0.0.7"
+    attacker = client(source)
+    statuses = [login(attacker, VIEWER, f"wrong password {i}").status_code for i in range(20)]
+    assert statuses[0] == 401
+    assert statuses.count(429) >= 12, statuses  # burst 5 + 1, then nginx refuses without asking the service
+    assert set(statuses) <= {401, 429}
+    failures = log_lines(appliance.auth_log, "login-failed", source)
+    assert failures == statuses.count(401)
+    assert f"{source} " not in appliance.access_log.read_text(), "refusals stay out of access.log"
+    # The address is limited, not the user: alice logs in from elsewhere at once.
+    assert login(client("127.0.0.8"), VIEWER, VIEWER_PASSWORD).status_code == 200
+
+
+def test_forged_token_flood_writes_a_bounded_log(appliance):
+    source = "127.0.0.9"
+    attacker = client(source)
+    statuses = []
+    for i in range(200):
+        token = f"alice~9999999999~{'A' * 21}{'ABCDEFGHIJ'[i % 10]}"
+        statuses.append(attacker.get(f"{URL}/hls/garden/index.m3u8", cookies={"pi_stream_media": token}, timeout=10).status_code)
+    assert set(statuses) <= {403, 429} and statuses[0] == 403
+    logged = log_lines(appliance.auth_log, "media-refused", source)
+    assert logged == statuses.count(403) and 10 <= logged <= 12, (logged, statuses.count(403))
+    error_log = (appliance.root / "var/log/nginx/error.log").read_text()
+    assert source not in error_log, "a refusal must not write an error.log line"
+
+
+def test_removed_user_and_changed_password_lose_access_at_the_next_deploy(appliance):
+    viewer = client("127.0.0.10")
+    login(viewer, BOB, BOB_PASSWORD)
+    link = appliance.tool("link", VIEWER, "door").strip()
+    assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 200
+    credentials.remove_user(appliance.site_dir, BOB)
+    credentials.add_user(appliance.site_dir, VIEWER, "a brand new password")
+    site_yml = appliance.site_dir / "site.yml"
+    site_yml.write_text(site_yml.read_text().replace("viewers:\n  bob:\n    cameras:\n    - garden\n", ""))
+    try:
+        appliance.sync_viewers()
+        assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 403
+        assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 401
+        assert client("127.0.0.10").get(f"{URL}{link}", timeout=10).status_code == 403
+        assert login(client("127.0.0.11"), VIEWER, "a brand new password").status_code == 200
+    finally:
+        credentials.add_user(appliance.site_dir, VIEWER, VIEWER_PASSWORD)
+
+
+def test_login_service_answers_503_when_checks_queue_up(appliance, monkeypatch):
+    """The bcrypt slot is bounded: a request that cannot get it within the wait gets 503, not a growing queue."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pi_stream_auth", appliance.script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pi_stream_auth", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "CHECK_WAIT_SECONDS", 0.01)
+    config = module.Config.load(appliance.auth / "access.json", appliance.auth / "viewers", appliance.auth / "token.key")
+    checker = module.Checker()
+    assert checker.slot.acquire()
+    try:
+        assert checker.check(config, VIEWER, VIEWER_PASSWORD) is None
+    finally:
+        checker.slot.release()
+    assert checker.check(config, "nobody", "whatever password") is False
+    assert json.loads((appliance.auth / "access.json").read_text())["access"][VIEWER] == ["garden", "door"]

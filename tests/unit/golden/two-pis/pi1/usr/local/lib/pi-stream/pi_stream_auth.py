@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""pi-stream's login service and token tool, on the Pi. Installed by pi-stream; do not edit here.
+
+Why it exists: nginx's basic auth checks the password hash on every playlist
+and segment request, inside the worker that serves video. A strong hash then
+costs every viewer on every request, and a wrong-password loop stalls them all.
+Here the slow check (bcrypt) runs once per login, in this process, one at a
+time; media requests carry a token nginx checks with one MD5 (secure_link).
+
+Tokens: "USER~EXPIRES~SIGNATURE", SIGNATURE = base64url(MD5(K + EXPIRES + USER
++ CAMERA + K)) without padding, where K is a per-user, per-camera key:
+HMAC-SHA256(site key, "media", USER, CAMERA, USER'S STORED HASH). nginx gets
+the keys as a map (`nginx-map`), so a token is accepted only for a camera the
+user may watch, and stops working as soon as the user is removed, their
+password changes or their camera is taken away (at the next deploy).
+The key sits on both sides of the MD5 input: no length extension.
+
+Subcommands:
+  serve       the login service (systemd socket activation, or --listen for tests)
+  nginx-map   print the nginx map of token keys (root only: it holds secrets)
+  link        print a player URL (VLC, ffplay) for USER and CAMERA
+
+Runs on Debian's python3 (3.11+) with python3-bcrypt; nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import re
+import socket
+import socketserver
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CONFIG = Path("/etc/pi-stream/auth/access.json")
+DEFAULT_VIEWERS = Path("/etc/pi-stream/auth/viewers")
+DEFAULT_KEY = Path("/etc/pi-stream/auth/token.key")
+
+USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+MEDIA_COOKIE = "pi_stream_media"
+SESSION_COOKIE = "pi_stream_session"
+MAX_BODY = 1024
+# One bcrypt check at a time: on a Pi, each takes a core for ~0.5 s. Waiting
+# requests queue up to this long, then get 503; nginx's limit_req keeps the
+# queue short in the first place.
+CHECK_WAIT_SECONDS = 5.0
+# Checked when the user does not exist, so a wrong user name costs as long as a
+# wrong password and does not reveal which names exist. bcrypt of a random string.
+UNKNOWN_USER_HASH = b"$2b$11$pMNy9lF2vGwPBOo516sQv.Wd3j/GS3D41hVnZkE.IsiJWqNf4g4YO"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class Config:
+    """access.json (rendered by pi-stream, no secrets) plus the two secret files."""
+
+    cameras: dict[str, str]  # name -> title, in page order
+    access: dict[str, tuple[str, ...]]  # viewer -> cameras they may watch
+    session_seconds: int
+    link_seconds: int
+    secure_cookies: bool
+    hashes: dict[str, str]  # viewer -> bcrypt hash
+    site_key: bytes
+
+    @classmethod
+    def load(cls, config_path: Path, viewers_path: Path, key_path: Path) -> Config:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+        hashes = {}
+        for line in viewers_path.read_text(encoding="utf-8").splitlines():
+            name, sep, hashed = line.partition(":")
+            if sep and USER_RE.match(name):
+                hashes[name] = hashed.strip()
+        key = bytes.fromhex(key_path.read_text(encoding="ascii").strip())
+        if len(key) < 32:
+            raise ValueError(f"{key_path}: the site key must be at least 32 bytes (64 hex digits)")
+        return cls(
+            cameras={c["name"]: c["title"] for c in data["cameras"]},
+            access={user: tuple(cams) for user, cams in data["access"].items() if user in hashes},
+            session_seconds=int(data["session_seconds"]),
+            link_seconds=int(data["link_seconds"]),
+            secure_cookies=bool(data["secure_cookies"]),
+            hashes=hashes,
+            site_key=key,
+        )
+
+    def _hmac(self, *parts: str) -> bytes:
+        return hmac.new(self.site_key, "\0".join(parts).encode("utf-8"), hashlib.sha256).digest()
+
+    def media_key(self, user: str, camera: str) -> str:
+        return self._hmac("media", user, camera, self.hashes[user]).hex()
+
+    def media_token(self, user: str, camera: str, expires: int) -> str:
+        key = self.media_key(user, camera)
+        digest = hashlib.md5(f"{key}{expires}{user}{camera}{key}".encode(), usedforsecurity=False).digest()
+        return f"{user}~{expires}~{b64url(digest)}"
+
+    def session_token(self, user: str, expires: int) -> str:
+        return f"{user}~{expires}~{b64url(self._hmac('session', user, str(expires), self.hashes[user]))}"
+
+    def session_user(self, token: str, now: float) -> str | None:
+        """The user a session cookie belongs to, or None (forged, expired, user gone or password changed)."""
+        user, _, rest = token.partition("~")
+        expires, _, signature = rest.partition("~")
+        if user not in self.access or not expires.isdigit() or int(expires) <= now:
+            return None
+        expected = self.session_token(user, int(expires))
+        return user if hmac.compare_digest(expected.encode(), token.encode()) else None
+
+    def nginx_map(self) -> str:
+        lines = [
+            "# Generated on this host by pi_stream_auth.py nginx-map: per viewer and camera token keys.",
+            "# Secret: root only. A pair that is missing here is refused by nginx.",
+            'map "$pi_stream_token_user/$pi_stream_camera" $pi_stream_token_key {',
+            '    default "";',
+        ]
+        for user in sorted(self.access):
+            for camera in self.access[user]:
+                lines.append(f'    "{user}/{camera}" "{self.media_key(user, camera)}";')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+class Checker:
+    """bcrypt, one check at a time, with a bounded wait."""
+
+    def __init__(self) -> None:
+        self.slot = threading.BoundedSemaphore(1)
+
+    def check(self, config: Config, user: str, password: str) -> bool | None:
+        """True/False, or None when the queue is full (the caller answers 503)."""
+        import bcrypt  # python3-bcrypt; only the service needs it
+
+        if not self.slot.acquire(timeout=CHECK_WAIT_SECONDS):
+            return None
+        try:
+            stored = config.hashes.get(user) if user in config.access else None
+            candidate = password.encode("utf-8")[:72]
+            matched = bcrypt.checkpw(candidate, (stored or "").encode("ascii") or UNKNOWN_USER_HASH)
+            return matched and stored is not None
+        finally:
+            self.slot.release()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "pi-stream-auth"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    # Set on the class by make_server().
+    config: Config
+    checker: Checker
+
+    def log_message(self, format: str, *args) -> None:
+        # nginx logs every request (and fail2ban reads nginx's log); this would only repeat it.
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/auth/session":
+            user = self.current_user()
+            if user is None:
+                return self.send_json(401, {"error": "not logged in"})
+            expires = self.cookie_expiry()
+            return self.send_json(200, self.session_body(user, expires))
+        self.send_json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        routes = {"/auth/login": self.login, "/auth/logout": self.logout, "/auth/link": self.link}
+        route = routes.get(self.path)
+        if route is None:
+            return self.send_json(404, {"error": "not found"})
+        # A cross-site form cannot send JSON without a CORS preflight, which nginx does not answer.
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            return self.send_json(415, {"error": "send JSON (Content-Type: application/json)"})
+        body = self.read_json()
+        if body is None:
+            return self.send_json(400, {"error": "the body must be a JSON object of at most 1 KiB"})
+        route(body)
+
+    def login(self, body: dict) -> None:
+        user, password = body.get("user"), body.get("password")
+        if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
+            return self.send_json(400, {"error": "send user and password"})
+        matched = self.checker.check(self.config, user, password)
+        if matched is None:
+            return self.send_json(503, {"error": "busy, try again in a few seconds"}, retry_after=5)
+        if not matched:
+            return self.send_json(401, {"error": "wrong user name or password"})
+        expires = int(time.time()) + self.config.session_seconds
+        cookies = [self.cookie(SESSION_COOKIE, self.config.session_token(user, expires), "/auth/", self.config.session_seconds)]
+        for camera in self.config.access[user]:
+            token = self.config.media_token(user, camera, expires)
+            cookies.append(self.cookie(MEDIA_COOKIE, token, f"/hls/{camera}/", self.config.session_seconds))
+        self.send_json(200, self.session_body(user, expires), cookies=cookies)
+
+    def logout(self, _body: dict) -> None:
+        cookies = [self.cookie(SESSION_COOKIE, "", "/auth/", 0)]
+        cookies += [self.cookie(MEDIA_COOKIE, "", f"/hls/{camera}/", 0) for camera in self.config.cameras]
+        self.send_json(200, {"logged_out": True}, cookies=cookies)
+
+    def link(self, body: dict) -> None:
+        user = self.current_user()
+        if user is None:
+            return self.send_json(401, {"error": "not logged in"})
+        camera = body.get("camera")
+        if not isinstance(camera, str) or camera not in self.config.access[user]:
+            return self.send_json(403, {"error": "no such camera for this viewer"})
+        expires = int(time.time()) + self.config.link_seconds
+        token = self.config.media_token(user, camera, expires)
+        scheme = "https" if self.headers.get("X-Forwarded-Proto") == "https" else "http"
+        host = self.headers.get("Host", "")
+        self.send_json(200, {"url": f"{scheme}://{host}/v/{token}/{camera}/index.m3u8", "expires": expires})
+
+    def session_body(self, user: str, expires: int | None) -> dict:
+        cameras = [
+            {"name": name, "title": self.config.cameras[name], "playlist": f"/hls/{name}/index.m3u8"}
+            for name in self.config.cameras
+            if name in self.config.access[user]
+        ]
+        return {"user": user, "cameras": cameras, "expires": expires}
+
+    def current_user(self) -> str | None:
+        token = self.cookies().get(SESSION_COOKIE, "")
+        return self.config.session_user(token, time.time()) if token else None
+
+    def cookie_expiry(self) -> int | None:
+        parts = self.cookies().get(SESSION_COOKIE, "").split("~")
+        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+    def cookies(self) -> dict[str, str]:
+        found = {}
+        for header in self.headers.get_all("Cookie") or []:
+            for pair in header.split(";"):
+                name, _, value = pair.strip().partition("=")
+                found.setdefault(name, value)
+        return found
+
+    def cookie(self, name: str, value: str, path: str, max_age: int) -> str:
+        secure = "; Secure" if self.config.secure_cookies else ""
+        return f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+
+    def read_json(self) -> dict | None:
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            return None
+        try:
+            data = json.loads(self.rfile.read(int(length)) or b"null")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def send_json(self, status: int, body: dict, cookies: list[str] = (), retry_after: int | None = None) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        if retry_after:
+            self.send_header("Retry-After", str(retry_after))
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        request, _ = super().get_request()
+        return request, ("nginx", 0)  # BaseHTTPRequestHandler formats client_address[0]
+
+
+class TCPHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def make_server(config: Config, listen: str | None) -> socketserver.BaseServer:
+    handler = type("BoundHandler", (Handler,), {"config": config, "checker": Checker()})
+    if listen and listen.startswith("/"):  # tests: a Unix socket path, as nginx expects
+        Path(listen).unlink(missing_ok=True)
+        server = UnixHTTPServer(listen, handler)
+        os.chmod(listen, 0o666)
+        return server
+    if listen:  # manual runs: HOST:PORT
+        host, _, port = listen.rpartition(":")
+        return TCPHTTPServer((host, int(port)), handler)
+    # systemd socket activation (pi-stream-auth.socket): the listening socket is fd 3.
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        raise SystemExit("pi_stream_auth.py serve: no socket from systemd; start pi-stream-auth.socket, or pass --listen HOST:PORT")
+    server = UnixHTTPServer("", handler, bind_and_activate=False)
+    server.socket = socket.socket(fileno=3)
+    return server
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    # Under systemd, LoadCredential= hands the secrets over in a private directory.
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    viewers = Path(credentials) / "viewers" if credentials and args.viewers is None else args.viewers or DEFAULT_VIEWERS
+    key = Path(credentials) / "token.key" if credentials and args.key is None else args.key or DEFAULT_KEY
+    return Config.load(args.config, viewers, key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pi_stream_auth.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--viewers", type=Path, default=None)
+    parser.add_argument("--key", type=Path, default=None)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve")
+    serve.add_argument("--listen", help="a socket path or HOST:PORT instead of systemd's socket (tests)")
+    sub.add_parser("nginx-map")
+    link = sub.add_parser("link")
+    link.add_argument("user")
+    link.add_argument("camera")
+    link.add_argument("--seconds", type=int, default=None, help="lifetime (default: the site's link_days)")
+    link.add_argument("--base-url", default="", help="e.g. https://cam.example.org (default: a path only)")
+    args = parser.parse_args(argv)
+    config = load_config(args)
+
+    if args.command == "nginx-map":
+        sys.stdout.write(config.nginx_map())
+        return 0
+    if args.command == "link":
+        if args.camera not in config.access.get(args.user, ()):
+            print(f"{args.user!r} may not watch {args.camera!r} (or is not a viewer)", file=sys.stderr)
+            return 2
+        expires = int(time.time()) + (config.link_seconds if args.seconds is None else args.seconds)
+        token = config.media_token(args.user, args.camera, expires)
+        print(f"{args.base_url.rstrip('/')}/v/{token}/{args.camera}/index.m3u8")
+        return 0
+    server = make_server(config, args.listen)
+    with server:
+        server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
