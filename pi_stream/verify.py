@@ -87,10 +87,10 @@ class Http(requests.Session):
     request keeps the pinned certificate in charge.
     """
 
-    def get(self, url, **kwargs):  # type: ignore[override]
+    def request(self, method, url, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         kwargs.setdefault("verify", self.verify)
-        return super().get(url, **kwargs)
+        return super().request(method, url, **kwargs)
 
 
 def testinfra_host(site: Site, host: Host):
@@ -140,7 +140,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
 
     checker.attempt("deployed files = rendered bundle", files_match)
 
-    services = ["nginx", "fail2ban", "pi-stream-firewall"] + [
+    services = ["nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket"] + [
         f"pi-stream-camera@{c.name}" for c in site.cameras_on(host.name)
     ]
     for service in services:
@@ -155,7 +155,8 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     checker.attempt("RTMP on loopback only", lambda: rtmp_loopback_only(remote))
     checker.attempt("HLS segments on tmpfs", lambda: hls_on_tmpfs(remote))
     checker.attempt("firewall table loaded", lambda: firewall_loaded(remote))
-    checker.attempt("fail2ban jail pi-stream-auth", lambda: jail_active(remote))
+    for jail in ("pi-stream-auth", "pi-stream-media"):
+        checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
@@ -175,20 +176,44 @@ def probe_media(site, host, session, user, password, checker: Checker, advance_t
     url = base_url(site, host)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureRequestWarning)
-        checker.attempt("page refused without password", lambda: expect_status(session, url, None, 401))
-        checker.attempt("page served with password", lambda: page_served(session, url, (user, password)))
-        checker.attempt("security headers, no version", lambda: hardened_headers(session, url, (user, password), site))
+        checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, host))
+        checker.attempt("security headers, no version", lambda: hardened_headers(session, url, site))
         for camera in site.cameras_on(host.name):
             playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
-            checker.attempt(f"{camera.name}: playlist refused without password", lambda p=playlist: expect_status(session, p, None, 401))
+            checker.attempt(f"{camera.name}: playlist refused before login", lambda p=playlist: expect_status(session, p, 401))
+        allowed = site.cameras_for(user, host.name)
+        if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
+            return
+        for camera in allowed:
+            playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
             checker.attempt(
                 f"{camera.name}: playlist live and advancing",
-                lambda p=playlist, c=camera: playlist_advances(session, p, (user, password), site, advance_timeout),
+                lambda p=playlist: playlist_advances(session, p, site, advance_timeout),
             )
-            checker.attempt(
-                f"{camera.name}: segment decodes as H.264",
-                lambda p=playlist, c=camera: segment_decodes(session, p, (user, password), c),
-            )
+            checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
+        session.post(urljoin(url, "auth/logout"), json={})
+
+
+def public_page(session, url, site: Site, host: Host) -> tuple[bool, str]:
+    response = session.get(url)
+    named = [c.name for c in site.cameras_on(host.name) if f"/hls/{c.name}/" in response.text]
+    ok = response.status_code == 200 and "hls.light.min.js" in response.text and not named
+    return ok, f"HTTP {response.status_code}, {len(response.content)} bytes" + (f"; names {named}" if named else "")
+
+
+def log_in(session, url, user: str, password: str, allowed) -> tuple[bool, str]:
+    """The browser's login: one bcrypt check on the Pi, then a cookie per camera this viewer may watch."""
+    started = time.monotonic()
+    response = session.post(urljoin(url, "auth/login"), json={"user": user, "password": password})
+    took = time.monotonic() - started
+    if response.status_code != 200:
+        hint = {401: "wrong password?", 429: "rate-limited: wait a minute", 503: "login service busy"}.get(response.status_code, "")
+        return False, f"HTTP {response.status_code} {hint}".strip()
+    listed = [c["name"] for c in response.json().get("cameras", [])]
+    expected = [c.name for c in allowed]
+    return listed == expected, f"{took:.2f} s; cameras {', '.join(listed) or 'none'}" + (
+        "" if listed == expected else f" (expected {', '.join(expected)})"
+    )
 
 
 def service_state(remote, name: str) -> tuple[bool, str]:
@@ -212,8 +237,8 @@ def hls_on_tmpfs(remote) -> tuple[bool, str]:
 REQUIRED_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
-def hardened_headers(session, url, auth, site: Site) -> tuple[bool, str]:
-    headers = session.get(url, auth=auth).headers
+def hardened_headers(session, url, site: Site) -> tuple[bool, str]:
+    headers = session.get(url).headers
     missing = [name for name in REQUIRED_HEADERS if name not in headers]
     if site.web.https and "Strict-Transport-Security" not in headers:
         missing.append("Strict-Transport-Security")
@@ -228,8 +253,8 @@ def firewall_loaded(remote) -> tuple[bool, str]:
     return out.rc == 0 and "policy drop" in out.stdout, "inbound policy drop" if out.rc == 0 else out.stderr.strip()
 
 
-def jail_active(remote) -> tuple[bool, str]:
-    out = remote.run("fail2ban-client status pi-stream-auth")
+def jail_active(remote, jail: str) -> tuple[bool, str]:
+    out = remote.run("fail2ban-client status %s", jail)
     banned = next((line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if "Currently banned" in line), "?")
     return out.rc == 0, f"currently banned: {banned}" if out.rc == 0 else out.stderr.strip()
 
@@ -251,19 +276,13 @@ def served_certificate_matches(installed: str, host: Host, site: Site) -> tuple[
     return same, f"sha256 {fingerprint}…" + ("" if same else " differs from the installed one")
 
 
-def expect_status(session: Http, url: str, auth, status: int) -> tuple[bool, str]:
-    response = session.get(url, auth=auth)
+def expect_status(session: Http, url: str, status: int) -> tuple[bool, str]:
+    response = session.get(url)
     return response.status_code == status, f"HTTP {response.status_code}"
 
 
-def page_served(session, url, auth) -> tuple[bool, str]:
-    response = session.get(url, auth=auth)
-    ok = response.status_code == 200 and "hls.light.min.js" in response.text
-    return ok, f"HTTP {response.status_code}, {len(response.content)} bytes"
-
-
-def fetch_playlist(session, url, auth) -> m3u8.M3U8:
-    response = session.get(url, auth=auth)
+def fetch_playlist(session, url) -> m3u8.M3U8:
+    response = session.get(url)
     if response.status_code != 200:
         raise RuntimeError(f"HTTP {response.status_code}")
     content_type = response.headers.get("Content-Type", "")
@@ -272,14 +291,14 @@ def fetch_playlist(session, url, auth) -> m3u8.M3U8:
     return m3u8.loads(response.text, uri=url)
 
 
-def playlist_advances(session, url, auth, site: Site, timeout: float | None) -> tuple[bool, str]:
+def playlist_advances(session, url, site: Site, timeout: float | None) -> tuple[bool, str]:
     """The media sequence must grow: a stale playlist means the camera stopped."""
     timeout = timeout or max(10.0, 4 * site.hls.fragment_seconds + 6)
     deadline = time.monotonic() + 30.0
     first = None
     while first is None or not first.segments:
         try:
-            first = fetch_playlist(session, url, auth)
+            first = fetch_playlist(session, url)
         except RuntimeError:
             if time.monotonic() > deadline:
                 raise
@@ -291,19 +310,19 @@ def playlist_advances(session, url, auth, site: Site, timeout: float | None) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(site.hls.fragment_seconds)
-        current = fetch_playlist(session, url, auth)
+        current = fetch_playlist(session, url)
         if (current.media_sequence or 0) > start:
             durations = ", ".join(f"{s.duration:.1f}" for s in current.segments)
             return True, f"sequence {start} -> {current.media_sequence}; segments {durations} s"
     return False, f"media sequence stuck at {start} for {timeout:g} s"
 
 
-def segment_decodes(session, url, auth, camera: Camera) -> tuple[bool, str]:
-    playlist = fetch_playlist(session, url, auth)
+def segment_decodes(session, url, camera: Camera) -> tuple[bool, str]:
+    playlist = fetch_playlist(session, url)
     if not playlist.segments:
         return False, "playlist has no segments"
     segment_url = playlist.segments[-1].absolute_uri
-    response = session.get(segment_url, auth=auth)
+    response = session.get(segment_url)
     if response.status_code != 200:
         return False, f"segment HTTP {response.status_code}"
     with tempfile.NamedTemporaryFile(suffix=".ts") as handle:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from pi_stream import credentials
 from pi_stream.console import Console
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
 
 LAB_NAME = "test"
+LIMITED_VIEWER, LIMITED_PASSWORD = "bob", "bob only sees the barn"
 
 
 def pytest_collection_modifyitems(items):
@@ -40,7 +42,7 @@ def lab_env():
 
 @pytest.fixture(scope="session")
 def site_dir(lab_env, tmp_path_factory) -> Path:
-    """A two-Pi site: one test-pattern camera on each host."""
+    """A two-Pi site: two test-pattern cameras on pi1, one on pi2; bob may watch only the barn."""
     directory = tmp_path_factory.mktemp("lab-site") / "farm"
     write_site(
         directory,
@@ -48,11 +50,14 @@ def site_dir(lab_env, tmp_path_factory) -> Path:
             "name": "farm",
             "cameras": [
                 {"name": "barn", "host": "pi1", "source": {"type": "testsrc"}},
+                {"name": "yard", "host": "pi1", "source": {"type": "testsrc"}, "width": 320, "height": 180, "fps": 10},
                 {"name": "gate", "host": "pi2", "source": {"type": "testsrc"}, "width": 320, "height": 180},
             ],
+            "viewers": {LIMITED_VIEWER: {"cameras": ["barn"]}},
             "fail2ban": {"maxretry": 3, "findtime_seconds": 600, "bantime_seconds": 600},
         },
     )
+    credentials.add_user(directory, LIMITED_VIEWER, LIMITED_PASSWORD)
     lab_env.write_inventory(directory / "inventory.yml")
     return directory
 

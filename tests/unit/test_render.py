@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import filecmp
 import shutil
 from pathlib import Path
@@ -71,10 +72,22 @@ def test_secret_files_are_private_and_hold_encoded_credentials(make_site):
             assert file.mode == 0o644
 
 
-def test_player_page_escapes_camera_titles(make_site):
-    page = render_site(load_site(make_site("mixed-http")))["pi1"]["var/www/pi-stream/index.html"].content
-    assert b"Front &lt;door&gt; &amp; yard" in page
-    assert page.count(b"<video") == 3
+def test_public_page_names_no_camera_and_the_login_service_gets_them(make_site):
+    """The page is served before login, so it lists nothing; the titles reach it as JSON and are set as text."""
+    bundle = render_site(load_site(make_site("mixed-http")))["pi1"]
+    page = bundle["var/www/pi-stream/index.html"].content
+    assert b"door" not in page and b"Front" not in page and page.count(b"<video") == 1  # the tile template
+    access = json.loads(bundle["etc/pi-stream/auth/access.json"].content)
+    assert access["cameras"][0] == {"name": "door", "title": "Front <door> & yard"}
+    assert access["access"] == {"alice": ["door", "desk", "picam"]} and access["secure_cookies"] is False
+    assert "textContent = camera.title" in bundle["var/www/pi-stream/static/player.js"].content.decode()
+
+
+def test_camera_access_limits_a_viewer_per_host(make_site):
+    site_dir = make_site("two-pis", viewers={"alice": {"cameras": ["gate"]}})
+    bundle = render_site(load_site(site_dir))
+    assert json.loads(bundle["pi1"]["etc/pi-stream/auth/access.json"].content)["access"] == {"alice": []}
+    assert json.loads(bundle["pi2"]["etc/pi-stream/auth/access.json"].content)["access"] == {"alice": ["gate"]}
 
 
 def test_gop_matches_fragment_and_sources_pick_encode_or_copy(make_site):

@@ -159,3 +159,35 @@ def test_scaffold_is_a_valid_site(tmp_path):
     site = load_site(tmp_path / "mysite")
     assert site.cameras[0].source.type == "testsrc" and site.hosts[0].address == "192.0.2.5"
     assert yaml.safe_load((tmp_path / "mysite" / "site.yml").read_text())["name"] == "mysite"
+
+
+def test_camera_access_and_auth_settings(tmp_path):
+    directory = write_site(
+        tmp_path / "s",
+        {"cameras": [CAMERA, {**CAMERA, "name": "door"}], "viewers": {"alice": {"cameras": ["door"]}},
+         "auth": {"session_hours": 2, "link_days": 7}},
+    )
+    site = load_site(directory)
+    assert [c.name for c in site.cameras_for("alice", "pi1")] == ["door"]
+    assert (site.auth.session_seconds, site.auth.link_seconds) == (7200, 7 * 86400)
+
+
+def test_camera_access_errors_name_viewer_camera_and_fix(tmp_path):
+    directory = write_site(
+        tmp_path / "s",
+        {"cameras": [CAMERA], "viewers": {"alice": {"cameras": ["cma"]}, "mallory": {"cameras": ["cam"]}, "bob": {}},
+         "auth": {"session_hours": 0}},
+    )
+    problems = {path: message for _, path, message in errors_of(directory)}
+    assert "'cma' is not a camera of this site; cameras: cam" in problems["viewers.alice.cameras[0]"]
+    assert "pi-stream user add SITE mallory" in problems["viewers.mallory"]
+    assert "leave the viewer out to allow all" in problems["viewers.bob.cameras"]
+    assert "out of range" in problems["auth.session_hours"]
+
+
+def test_old_sha512_hash_names_the_user_and_the_command(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA]})
+    (directory / "viewers.htpasswd").write_text("alice:$6$rounds=10000$salt$" + "x" * 86 + "\n")
+    [(file, path, message)] = errors_of(directory)
+    assert file.endswith("viewers.htpasswd") and path == "alice"
+    assert "not a bcrypt hash" in message and "pi-stream user passwd SITE alice" in message

@@ -1,5 +1,6 @@
-// pi-stream player: attaches hls.js to every <video data-src>. No inline script
-// (the page's Content-Security-Policy forbids it), no CDN (the appliance may be offline).
+// pi-stream player: logs in, then attaches hls.js to each camera the viewer may
+// watch. No inline script (the page's Content-Security-Policy forbids it), no CDN
+// (the appliance may be offline).
 (function () {
   "use strict";
 
@@ -7,7 +8,7 @@
   // (at most 20% faster) beyond 3 fragments. The page carries the fragment-based
   // values. Measured in bench/latency (docs/benchmarks.md): 2.1-2.3 s glass to glass
   // with 1 s fragments and no stalls; one fragment behind stalled every few seconds.
-  var grid = document.querySelector("[data-live-sync-seconds]");
+  var grid = document.getElementById("grid");
   var HLS_CONFIG = {
     liveSyncDuration: parseFloat(grid.getAttribute("data-live-sync-seconds")),
     liveMaxLatencyDuration: parseFloat(grid.getAttribute("data-live-max-latency-seconds")),
@@ -18,41 +19,145 @@
     fragLoadingMaxRetry: 1000,
   };
   var RETRY_MS = 3000;
+  // 401 no token, 403 refused, 410 expired: retrying would only fill the
+  // appliance's auth log (and get this address banned). Log in again instead.
+  var AUTH_STATUSES = [401, 403, 410];
+  var loginForm = document.getElementById("login");
+  var loginMessage = document.getElementById("login-message");
+  var players = [];
 
-  function setStatus(name, text, cls) {
-    var el = document.querySelector('[data-status-for="' + name + '"]');
-    if (!el) return;
-    el.textContent = text;
-    el.className = "status" + (cls ? " " + cls : "");
+  function api(method, path, body) {
+    return fetch(path, {
+      method: method,
+      credentials: "same-origin",
+      headers: body ? { "Content-Type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
   }
 
-  function attach(video) {
-    var name = video.getAttribute("data-camera");
-    var src = video.getAttribute("data-src");
-    video.addEventListener("playing", function () { setStatus(name, "live", "live"); });
-    video.addEventListener("waiting", function () { setStatus(name, "buffering…", ""); });
+  function stopAll() {
+    players.forEach(function (player) { player.stop(); });
+    players = [];
+    grid.textContent = "";
+  }
+
+  function showLogin(message) {
+    stopAll();
+    document.getElementById("account").hidden = true;
+    loginForm.hidden = false;
+    loginMessage.textContent = message || "";
+    loginForm.elements.user.focus();
+  }
+
+  function showCameras(session) {
+    loginForm.hidden = true;
+    document.getElementById("account").hidden = false;
+    document.getElementById("account-user").textContent = session.user;
+    stopAll();
+    grid.className = "grid grid-" + Math.max(1, Math.min(session.cameras.length, 4));
+    if (!session.cameras.length) {
+      grid.textContent = "No camera is shared with " + session.user + ".";
+    }
+    session.cameras.forEach(function (camera) { players.push(attach(camera)); });
+  }
+
+  function checkSession(message) {
+    api("GET", "/auth/session").then(function (response) {
+      if (response.ok) return response.json().then(showCameras);
+      showLogin(message);
+    }).catch(function () { showLogin("The appliance does not answer."); });
+  }
+
+  function attach(camera) {
+    var tile = document.getElementById("camera-tile").content.firstElementChild.cloneNode(true);
+    var video = tile.querySelector("video");
+    var status = tile.querySelector(".status");
+    tile.id = "camera-" + camera.name;
+    tile.querySelector(".title").textContent = camera.title;
+    video.setAttribute("data-camera", camera.name);
+    grid.appendChild(tile);
+    var hls = null;
+    var timer = null;
+    var stopped = false;
+
+    function setStatus(text, cls) {
+      status.textContent = text;
+      status.className = "status" + (cls ? " " + cls : "");
+    }
+    video.addEventListener("playing", function () { setStatus("live", "live"); });
+    video.addEventListener("waiting", function () { setStatus("buffering…", ""); });
+
+    tile.querySelector(".link").addEventListener("click", function () {
+      api("POST", "/auth/link", { camera: camera.name }).then(function (response) {
+        return response.ok ? response.json() : Promise.reject(response.status);
+      }).then(function (link) {
+        var box = tile.querySelector(".player-link");
+        box.hidden = false;
+        box.querySelector("input").value = link.url;
+        box.querySelector("input").select();
+      }).catch(function () { setStatus("could not make a link", "error"); });
+    });
+
+    function start() {
+      if (stopped) return;
+      hls = new window.Hls(HLS_CONFIG);
+      hls.on(window.Hls.Events.ERROR, function (_event, data) {
+        if (!data.fatal) return;
+        hls.destroy();
+        hls = null;
+        var code = data.response && data.response.code;
+        if (AUTH_STATUSES.indexOf(code) >= 0) {
+          checkSession(code === 410 ? "Your session has expired. Please log in again." : "Please log in again.");
+          return;
+        }
+        setStatus("no signal, retrying…", "error");
+        timer = window.setTimeout(start, RETRY_MS);
+      });
+      hls.loadSource(camera.playlist);
+      hls.attachMedia(video);
+      video.play().catch(function () { /* autoplay may need a click; controls are shown */ });
+    }
 
     if (window.Hls && window.Hls.isSupported()) {
-      var start = function () {
-        var hls = new window.Hls(HLS_CONFIG);
-        hls.on(window.Hls.Events.ERROR, function (_event, data) {
-          if (!data.fatal) return;
-          setStatus(name, "no signal, retrying…", "error");
-          hls.destroy();
-          window.setTimeout(start, RETRY_MS);
-        });
-        hls.loadSource(src);
-        hls.attachMedia(video);
-        video.play().catch(function () { /* autoplay may need a click; controls are shown */ });
-      };
       start();
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-      // Safari and iOS play HLS natively.
-      video.src = src;
+      video.src = camera.playlist;  // Safari and iOS play HLS natively; the cookie goes along.
     } else {
-      setStatus(name, "this browser cannot play HLS", "error");
+      setStatus("this browser cannot play HLS", "error");
     }
+    return {
+      stop: function () {
+        stopped = true;
+        window.clearTimeout(timer);
+        if (hls) hls.destroy();
+        video.removeAttribute("src");
+      },
+    };
   }
 
-  Array.prototype.forEach.call(document.querySelectorAll("video[data-src]"), attach);
+  loginForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var button = loginForm.querySelector("button");
+    button.disabled = true;
+    loginMessage.textContent = "Checking…";
+    api("POST", "/auth/login", { user: loginForm.elements.user.value, password: loginForm.elements.password.value })
+      .then(function (response) {
+        loginForm.elements.password.value = "";
+        if (response.ok) return response.json().then(showCameras);
+        var messages = {
+          401: "Wrong user name or password.",
+          429: "Too many attempts from this address. Wait a minute and try again.",
+          503: "The appliance is busy. Try again in a few seconds.",
+        };
+        loginMessage.textContent = messages[response.status] || "Login failed (" + response.status + ").";
+      })
+      .catch(function () { loginMessage.textContent = "The appliance does not answer."; })
+      .then(function () { button.disabled = false; });
+  });
+
+  document.getElementById("logout").addEventListener("click", function () {
+    api("POST", "/auth/logout", {}).then(function () { showLogin("Logged out."); });
+  });
+
+  checkSession("");
 })();
