@@ -13,7 +13,7 @@ import click
 
 from pi_stream import __version__
 from pi_stream.console import Console, table
-from pi_stream.errors import ExitStatus, PiStreamError
+from pi_stream.errors import ExitStatus, PiStreamError, SiteError
 
 SITE_ARG = click.argument("site_dir", type=click.Path(file_okay=False, path_type=Path))
 PASSWORD_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
@@ -109,11 +109,21 @@ def user_remove(ctx: click.Context, site_dir: Path, name: str) -> None:
 @SITE_ARG
 @click.pass_context
 def user_list(ctx: click.Context, site_dir: Path) -> None:
-    """List the viewers."""
+    """List the viewers and the cameras each may watch."""
     from pi_stream import credentials
+    from pi_stream.site import load_site
 
-    for name in credentials.list_users(site_dir):
-        console(ctx).info(name)
+    names = credentials.list_users(site_dir)
+    try:
+        access = load_site(site_dir).camera_access
+    except SiteError:
+        access = None  # the names alone still help while the site has a problem (deploy reports it)
+    for name in names:
+        if access is None:
+            console(ctx).info(name)
+        else:
+            cameras = access.get(name)
+            console(ctx).info(f"{name}\t{'all cameras' if cameras is None else ', '.join(cameras) or 'no camera'}")
 
 
 @cli.command()
