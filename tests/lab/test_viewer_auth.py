@@ -23,6 +23,7 @@ from pi_stream import credentials
 from pi_stream.console import Console
 from pi_stream.errors import ExitStatus
 from pi_stream.site import load_site
+from pi_stream.verify import Http
 from pi_stream.workflows import run_deploy
 from tests.lab.conftest import LIMITED_PASSWORD, LIMITED_VIEWER, ssh
 
@@ -99,7 +100,7 @@ def test_player_link_plays_in_ffmpeg_without_cookies(first_deploy, lab_env, pi1_
     """What VLC or ffplay does with the page's "Player link": a URL alone, segments fetched relative to it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureRequestWarning)
-        session = requests.Session()
+        session = Http()  # keeps verify=False even when REQUESTS_CA_BUNDLE is set
         session.verify = False
         assert session.post(f"{pi1_url}/auth/login", json=dict(zip(("user", "password"), viewer, strict=True)), timeout=30).ok
         link = session.post(f"{pi1_url}/auth/link", json={"camera": "barn"}, timeout=10).json()["url"]
@@ -184,8 +185,9 @@ def test_no_secret_in_the_bundle_ansible_output_or_readable_files(first_deploy, 
         text = path.read_text(errors="replace")
         leaked = [s[:6] + "…" for s in secrets if s in text]
         assert not leaked, f"{path} holds a secret: {leaked}"
-    modes = ssh(lab_env, "pi1", "stat", "-c", "%n %a %U",
-                "/etc/pi-stream/auth/token.key", "/etc/pi-stream/auth/viewers", "/etc/pi-stream/auth/nginx-token-keys.conf").stdout
+    # One string: ssh hands the command to the remote shell, which would split the format.
+    modes = ssh(lab_env, "pi1", "stat -c '%n %a %U' /etc/pi-stream/auth/token.key /etc/pi-stream/auth/viewers"
+                " /etc/pi-stream/auth/nginx-token-keys.conf").stdout
     assert all(line.endswith(" 600 root") for line in modes.splitlines()), modes
     assert ssh(lab_env, "pi1", "test", "-e", "/etc/nginx/pi-stream/viewers.htpasswd").returncode == 1
 
