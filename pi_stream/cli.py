@@ -129,13 +129,21 @@ def user_list(ctx: click.Context, site_dir: Path) -> None:
 @cli.command()
 @SITE_ARG
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output directory.")
+@click.option(
+    "--secrets-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each host's secrets (RTSP credentials) here, 0600; the playbook uses this. The bundle never holds them.",
+)
 @click.pass_context
-def render(ctx: click.Context, site_dir: Path, out: Path) -> None:
-    """Write every config file of every host, exactly as deploy installs them."""
-    from pi_stream.render import render_to
+def render(ctx: click.Context, site_dir: Path, out: Path, secrets_dir: Path | None) -> None:
+    """Write every config file of every host, exactly as deploy installs them (secrets excluded)."""
+    from pi_stream.render import render_to, write_secrets
     from pi_stream.site import load_site
 
-    bundle = render_to(load_site(site_dir), out)
+    site = load_site(site_dir)
+    bundle = render_to(site, out)
+    if secrets_dir is not None:
+        write_secrets(site, secrets_dir)
     count = sum(len(files) for files in bundle.values())
     console(ctx).info(f"rendered {count} files for {len(bundle)} host(s) into {out}")
 

@@ -9,6 +9,11 @@ appliance config (one engine, one template set; see STYLE.md D2).
 Bundle on disk (`write_bundle`):
     OUT/<host>/<target path>      the files, as they land on the Pi
     OUT/_vars/<host>.yml          role variables for that host (not installed)
+
+The bundle holds no secret: it is what a user reviews and may share. The
+secrets a host needs (RTSP credentials) are written only when asked for
+(`write_secrets`, the playbook's render step), to a separate 0700 directory,
+and the roles reference them; viewer hashes and token keys never pass here.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ TEMPLATES_DIR = PROJECT_ROOT / "templates"
 CAMERA_TOKEN = "{camera}"
 VARS_DIR = "_vars"
 
-# Files that may hold a secret (an RTSP password): written 0600 in the bundle and on the Pi.
-SECRET_PREFIXES = ("etc/pi-stream/cameras/",)
+# Installed 0600 on the Pi: a camera's settings sit beside its credentials file.
+PRIVATE_PREFIXES = ("etc/pi-stream/cameras/",)
 
 # Every path a template writes into a config comes from here, so tests can render
 # with a temporary root and run the real `nginx -t -c` (certbot-ci does the same).
@@ -201,7 +206,7 @@ def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_di
                     content = render_one(env, rel, context)
                 else:
                     content = (templates_dir / rel).read_bytes()
-                mode = 0o600 if target.startswith(SECRET_PREFIXES) else 0o644
+                mode = 0o600 if target.startswith(PRIVATE_PREFIXES) else 0o644
                 files[target] = BundleFile(content, mode)
         bundle[host.name] = dict(sorted(files.items()))
     return bundle
@@ -263,6 +268,35 @@ def write_bundle(site: Site, bundle: Bundle, out: Path) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def host_secrets(site: Site, host: str) -> dict[str, Any]:
+    """What a host needs that must not be in the bundle: each RTSP camera's URL with its credentials."""
+    files = {
+        c.name: f"SOURCE_URL={env_value(c.source.ffmpeg_url())}\n"
+        for c in site.cameras_on(host)
+        if c.source.type == "rtsp" and c.source.username
+    }
+    return {"camera_capture_credentials": files}
+
+
+def write_secrets(site: Site, directory: Path) -> None:
+    """One 0600 YAML file per host in a 0700 directory, for the playbook to load with no_log."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for host in site.hosts:
+        path = directory / f"{host.name}.yml"
+        fd, tmp = tempfile.mkstemp(prefix=f".{host.name}.", dir=directory)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write("# Secrets for this host, written by pi-stream for the playbook. Not part of the bundle.\n")
+                handle.write(yaml.safe_dump(host_secrets(site, host.name), sort_keys=True, default_flow_style=False))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def render_to(site: Site, out: Path, paths: Mapping[str, str] | None = None) -> Bundle:

@@ -289,11 +289,35 @@ def test_read_only_probes_work_in_check_mode():
 
 
 def test_tasks_touching_secrets_are_no_log():
-    secret = re.compile(r"/etc/pi-stream/cameras/|viewers\.htpasswd|key\.pem|tls_key_src")
+    # Copies of secret files, and commands whose output is a secret (openssl writes its key to a file, not stdout).
+    secret = re.compile(r"\.credentials|viewers|key\.pem|tls_key_src|token\.key|token-keys")
+    found = []
     for path, task in role_tasks():
         module, args = module_of(task)
-        if module == "ansible.builtin.copy" and secret.search(f"{args.get('src', '')} {args.get('dest', '')}"):
-            assert task.get("no_log") is True, f"{path}: {task['name']!r} copies a secret without no_log"
+        copied = f"{args.get('src', '')} {args.get('dest', '')}" if module == "ansible.builtin.copy" else ""
+        if secret.search(copied) or "nginx-map" in argv_of(task):
+            found.append(task["name"])
+            assert task.get("no_log") is True, f"{path}: {task['name']!r} handles a secret without no_log"
+    assert len(found) >= 6, found  # TLS key, viewers, site key, token keys (print + copy), camera credentials
+
+
+def test_playbook_loads_secrets_with_no_log_and_the_bundle_holds_none(make_site, tmp_path):
+    (_, provision) = load(ROOT / "playbooks/site.yml")
+    loads = [t for t in provision["pre_tasks"] if "secrets" in str(t.get("ansible.builtin.include_vars", ""))]
+    assert loads and loads[0].get("no_log") is True
+    from pi_stream.render import render_to, write_secrets
+
+    site = load_site(make_site("mixed-http"))
+    render_to(site, tmp_path / "bundle")
+    for path in (tmp_path / "bundle").rglob("*"):
+        if path.is_file():
+            assert "p@ss" not in path.read_text() and "p%40ss" not in path.read_text(), path
+    write_secrets(site, tmp_path / "secrets")
+    assert oct((tmp_path / "secrets").stat().st_mode & 0o777) == "0o700"
+    secret_file = tmp_path / "secrets" / "pi1.yml"
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    credentials = load(secret_file)["camera_capture_credentials"]
+    assert credentials == {"door": 'SOURCE_URL="rtsp://admin:p%40ss%3Aw%2Frd%25%23%21@192.0.2.20:554/Streaming/Channels/101"\n'}
 
 
 # --- The playbook ---------------------------------------------------------------------
