@@ -199,6 +199,8 @@ def test_login_then_media_with_the_cookie(appliance):
     assert segment.status_code == 200 and segment.headers["Cache-Control"] == "private, max-age=60"
     assert "Content-Security-Policy" in segment.headers and "Strict-Transport-Security" in segment.headers
     assert viewer.get(f"{URL}/auth/session", timeout=10).json()["user"] == VIEWER
+    device = next(c for c in viewer.cookies if c.name == "pi_stream_device")
+    assert device.path == "/auth/login" and device.value.startswith(f"{VIEWER}~")
     # Logout clears the cookies; the page then asks again.
     assert viewer.post(f"{URL}/auth/logout", json={}, timeout=10).status_code == 200
     assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 401
@@ -288,10 +290,12 @@ def test_removed_user_and_changed_password_lose_access_at_the_next_deploy(applia
         assert login(client("127.0.0.11"), VIEWER, "a brand new password").status_code == 200
     finally:
         credentials.add_user(appliance.site_dir, VIEWER, VIEWER_PASSWORD)
+        appliance.sync_viewers()  # later tests expect alice's first password on the appliance
 
 
 def test_login_service_answers_503_when_checks_queue_up(appliance, monkeypatch):
-    """The bcrypt slot is bounded: a request that cannot get it within the wait gets 503, not a growing queue."""
+    """The bcrypt slot is bounded: a request that cannot get it within the wait gets 503, not a growing queue.
+    A browser that logged in before (device cookie) is served first."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pi_stream_auth", appliance.script)
@@ -301,10 +305,16 @@ def test_login_service_answers_503_when_checks_queue_up(appliance, monkeypatch):
     monkeypatch.setattr(module, "CHECK_WAIT_SECONDS", 0.01)
     config = module.Config.load(appliance.auth / "access.json", appliance.auth / "viewers", appliance.auth / "token.key")
     checker = module.Checker()
-    assert checker.slot.acquire()
+    assert checker.acquire(priority=False, timeout=1)
     try:
         assert checker.check(config, VIEWER, VIEWER_PASSWORD) is None
+        assert checker.check(config, VIEWER, VIEWER_PASSWORD, priority=True) is None  # a check runs: everyone waits
     finally:
-        checker.slot.release()
+        checker.release()
     assert checker.check(config, "nobody", "whatever password") is False
+    # A known device waiting for the slot goes before everyone else.
+    checker.priority_waiting = 1
+    assert checker.check(config, VIEWER, VIEWER_PASSWORD) is None
+    checker.priority_waiting = 0
+    assert checker.check(config, VIEWER, VIEWER_PASSWORD, priority=True) is True
     assert json.loads((appliance.auth / "access.json").read_text())["access"][VIEWER] == ["garden", "door"]

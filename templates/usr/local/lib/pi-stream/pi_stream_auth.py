@@ -49,6 +49,12 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MEDIA_COOKIE = "pi_stream_media"
 SESSION_COOKIE = "pi_stream_session"
+# Set after a successful login and sent back only to /auth/login: a browser that has
+# logged in as that viewer before goes ahead of everyone else for the bcrypt slot, so a
+# wrong-password flood from many addresses cannot lock its owner out (OWASP's "device
+# cookies"). It proves a past login, not the password: the password is still checked.
+DEVICE_COOKIE = "pi_stream_device"
+DEVICE_SECONDS = 180 * 86400
 MAX_BODY = 1024
 # One bcrypt check at a time: on a Pi, each takes a core for ~0.5 s. Waiting
 # requests queue up to this long, then get 503; nginx's limit_req keeps the
@@ -110,13 +116,17 @@ class Config:
     def session_token(self, user: str, expires: int) -> str:
         return f"{user}~{expires}~{b64url(self._hmac('session', user, str(expires), self.hashes[user]))}"
 
-    def session_user(self, token: str, now: float) -> str | None:
-        """The user a session cookie belongs to, or None (forged, expired, user gone or password changed)."""
+    def device_token(self, user: str, expires: int) -> str:
+        return f"{user}~{expires}~{b64url(self._hmac('device', user, str(expires), self.hashes[user]))}"
+
+    def session_user(self, token: str, now: float, kind: str = "session") -> str | None:
+        """The user a session (or device) cookie belongs to, or None (forged, expired, user gone or password changed)."""
         user, _, rest = token.partition("~")
-        expires, _, signature = rest.partition("~")
+        expires, _, _signature = rest.partition("~")
         if user not in self.access or not expires.isdigit() or int(expires) <= now:
             return None
-        expected = self.session_token(user, int(expires))
+        make = self.device_token if kind == "device" else self.session_token
+        expected = make(user, int(expires))
         return user if hmac.compare_digest(expected.encode(), token.encode()) else None
 
     def nginx_map(self) -> str:
@@ -134,16 +144,38 @@ class Config:
 
 
 class Checker:
-    """bcrypt, one check at a time, with a bounded wait."""
+    """bcrypt, one check at a time, with a bounded wait; known devices go first."""
 
     def __init__(self) -> None:
-        self.slot = threading.BoundedSemaphore(1)
+        self.state = threading.Condition()
+        self.busy = False
+        self.priority_waiting = 0
 
-    def check(self, config: Config, user: str, password: str) -> bool | None:
-        """True/False, or None when the queue is full (the caller answers 503)."""
+    def acquire(self, priority: bool, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.state:
+            self.priority_waiting += priority
+            try:
+                while self.busy or (not priority and self.priority_waiting):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.state.wait(remaining)
+                self.busy = True
+                return True
+            finally:
+                self.priority_waiting -= priority
+
+    def release(self) -> None:
+        with self.state:
+            self.busy = False
+            self.state.notify_all()
+
+    def check(self, config: Config, user: str, password: str, priority: bool = False) -> bool | None:
+        """True/False, or None when the wait ran out (the caller answers 503)."""
         import bcrypt  # python3-bcrypt; only the service needs it
 
-        if not self.slot.acquire(timeout=CHECK_WAIT_SECONDS):
+        if not self.acquire(priority, CHECK_WAIT_SECONDS):
             return None
         try:
             stored = config.hashes.get(user) if user in config.access else None
@@ -151,7 +183,7 @@ class Checker:
             matched = bcrypt.checkpw(candidate, (stored or "").encode("ascii") or UNKNOWN_USER_HASH)
             return matched and stored is not None
         finally:
-            self.slot.release()
+            self.release()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -193,13 +225,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         user, password = body.get("user"), body.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
             return self.send_json(400, {"error": "send user and password"})
-        matched = self.checker.check(self.config, user, password)
+        device = self.cookies().get(DEVICE_COOKIE, "")
+        known_device = bool(device) and self.config.session_user(device, time.time(), kind="device") == user
+        matched = self.checker.check(self.config, user, password, priority=known_device)
         if matched is None:
             return self.send_json(503, {"error": "busy, try again in a few seconds"}, retry_after=5)
         if not matched:
             return self.send_json(401, {"error": "wrong user name or password"})
         expires = int(time.time()) + self.config.session_seconds
         cookies = [self.cookie(SESSION_COOKIE, self.config.session_token(user, expires), "/auth/", self.config.session_seconds)]
+        device_expires = int(time.time()) + DEVICE_SECONDS
+        cookies.append(self.cookie(DEVICE_COOKIE, self.config.device_token(user, device_expires), "/auth/login", DEVICE_SECONDS))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
             cookies.append(self.cookie(MEDIA_COOKIE, token, f"/hls/{camera}/", self.config.session_seconds))
