@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="Rewrite tests/unit/golden from the current templates (review the diff before committing).",
     )
+
+
+def wait_until(condition, what: str, seconds: float = 30.0, interval: float = 0.1) -> None:
+    """Poll `condition` until it is truthy; fail naming `what` after `seconds` (every wait in the tests is bounded)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
 
 
 def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: bool = True) -> Path:

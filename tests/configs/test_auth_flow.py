@@ -24,8 +24,8 @@ from requests.adapters import HTTPAdapter
 from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
-from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
-from tests.configs.tree import install_auth_secrets, make_certificate, rooted_paths
+from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
+from tests.configs.tree import auth_tool_argv, install_auth_secrets, make_certificate, rooted_paths
 
 HTTPS_PORT, HTTP_PORT = 18443, 18080
 BOB, BOB_PASSWORD = "bob", "bob's long password"
@@ -52,17 +52,12 @@ class Appliance:
         self.service: subprocess.Popen | None = None
 
     def tool(self, *args: str) -> str:
-        argv = ["/usr/bin/python3", str(self.script), "--config", str(self.auth / "access.json"),
-                "--viewers", str(self.auth / "viewers"), "--key", str(self.auth / "token.key"), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+        return subprocess.run(auth_tool_argv(self.root, *args), capture_output=True, text=True, timeout=30, check=True).stdout
 
     def start_service(self) -> None:
         self.stop_service()
-        self.service = subprocess.Popen(
-            ["/usr/bin/python3", str(self.script), "--config", str(self.auth / "access.json"),
-             "--viewers", str(self.auth / "viewers"), "--key", str(self.auth / "token.key"), "serve", "--listen", str(self.socket)],
-        )
-        wait_for(lambda: self.socket.exists(), "the login service's socket")
+        self.service = subprocess.Popen(auth_tool_argv(self.root, "serve", "--listen", str(self.socket)))
+        wait_until(lambda: self.socket.exists(), "the login service's socket", seconds=10, interval=0.05)
 
     def stop_service(self) -> None:
         if self.service:
@@ -84,15 +79,6 @@ class Appliance:
         self.nginx("-s", "reload")
         time.sleep(0.5)  # the old workers finish; new ones read the new keys
         self.start_service()
-
-
-def wait_for(condition, what: str, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def port_open(port: int) -> bool:
@@ -136,7 +122,7 @@ def appliance(tmp_path_factory) -> Appliance:
     running.start_service()
     running.nginx()
     try:
-        wait_for(lambda: port_open(HTTPS_PORT), "nginx")
+        wait_until(lambda: port_open(HTTPS_PORT), "nginx", seconds=10, interval=0.05)
         yield running
     finally:
         subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], capture_output=True, timeout=30)

@@ -30,16 +30,19 @@ def install_tree(make_site, example: str, root: Path) -> Path:
     return site.directory
 
 
+def auth_tool_argv(root: Path, *args: str) -> list[str]:
+    """The installed pi_stream_auth.py, pointed at the tree's access.json, viewers and site key."""
+    auth = root / "etc/pi-stream/auth"
+    return ["/usr/bin/python3", str(root / "usr/local/lib/pi-stream/pi_stream_auth.py"), "--config", str(auth / "access.json"),
+            "--viewers", str(auth / "viewers"), "--key", str(auth / "token.key"), *args]
+
+
 def install_auth_secrets(site_dir: Path, root: Path) -> None:
     """What the viewer_auth role does on the host: viewers file, site key, and nginx's token keys from the real tool."""
     auth = root / "etc/pi-stream/auth"
     shutil.copy(site_dir / "viewers.htpasswd", auth / "viewers")
     (auth / "token.key").write_text(secrets.token_hex(32) + "\n")
-    keys = subprocess.run(
-        ["/usr/bin/python3", str(root / "usr/local/lib/pi-stream/pi_stream_auth.py"), "--config", str(auth / "access.json"),
-         "--viewers", str(auth / "viewers"), "--key", str(auth / "token.key"), "nginx-map"],
-        capture_output=True, text=True, timeout=30, check=True,
-    )
+    keys = subprocess.run(auth_tool_argv(root, "nginx-map"), capture_output=True, text=True, timeout=30, check=True)
     (auth / "nginx-token-keys.conf").write_text(keys.stdout)
 
 

@@ -14,6 +14,7 @@ from pi_stream.render import render_site
 from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
+from tests.conftest import wait_until
 from tests.lab.conftest import ssh
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".pi-stream" / "test-artifacts"
@@ -125,11 +126,3 @@ def test_player_page_plays_in_headless_chromium(first_deploy, lab_env, viewer):
     finally:
         driver.quit()
 
-
-def wait_until(condition, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
