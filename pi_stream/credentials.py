@@ -19,7 +19,7 @@ from passlib.hash import bcrypt
 
 from pi_stream.errors import PiStreamError, SiteError
 
-# The site's credentials file: `name:hash` lines, read by nginx's auth_basic_user_file.
+# The site's credentials file: `name:hash` lines, installed for the login service on the Pi.
 VIEWERS_FILE = "viewers.htpasswd"
 
 # Cost 11: one check took 118 ms on the 2-core x86 CI machine (cost 12: 236 ms), so
@@ -51,18 +51,22 @@ def read_htpasswd(path: Path) -> dict[str, str]:
     return entries
 
 
-def write_htpasswd(path: Path, entries: dict[str, str]) -> None:
+def write_private_file(path: Path, text: str) -> None:
     """Write atomically with mode 0600: a crash leaves the old file, never a half one or a readable one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".viewers.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(f"{name}:{hashed}\n" for name, hashed in sorted(entries.items()))
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_htpasswd(path: Path, entries: dict[str, str]) -> None:
+    write_private_file(path, "".join(f"{name}:{hashed}\n" for name, hashed in sorted(entries.items())))
 
 
 def check_user_name(name: str) -> None:

@@ -32,6 +32,7 @@ import markupsafe
 import yaml
 
 from pi_stream import PROJECT_ROOT
+from pi_stream.credentials import write_private_file
 from pi_stream.errors import RenderError
 from pi_stream.site import Site, role_vars
 
@@ -57,7 +58,6 @@ DEFAULT_PATHS: dict[str, str] = {
     "auth_token_keys": "/etc/pi-stream/auth/nginx-token-keys.conf",
     "auth_socket": "/run/pi-stream-auth.sock",
     "auth_service": "/usr/local/lib/pi-stream/pi_stream_auth.py",
-    "auth_log_dir": "/var/log/pi-stream",
     "auth_log": "/var/log/pi-stream/auth.log",
     "python3": "/usr/bin/python3",
     "tls_cert": "/etc/pi-stream/tls/cert.pem",
@@ -286,17 +286,11 @@ def write_secrets(site: Site, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     for host in site.hosts:
-        path = directory / f"{host.name}.yml"
-        fd, tmp = tempfile.mkstemp(prefix=f".{host.name}.", dir=directory)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write("# Secrets for this host, written by pi-stream for the playbook. Not part of the bundle.\n")
-                handle.write(yaml.safe_dump(host_secrets(site, host.name), sort_keys=True, default_flow_style=False))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_private_file(
+            directory / f"{host.name}.yml",
+            "# Secrets for this host, written by pi-stream for the playbook. Not part of the bundle.\n"
+            + yaml.safe_dump(host_secrets(site, host.name), sort_keys=True, default_flow_style=False),
+        )
 
 
 def render_to(site: Site, out: Path, paths: Mapping[str, str] | None = None) -> Bundle:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +86,7 @@ def demo_password(site_dir: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     password = credentials.generate_password()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(password + "\n")
+    credentials.write_private_file(path, password + "\n")
     return password
 
 
