@@ -201,11 +201,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/auth/session":
-            user = self.current_user()
-            if user is None:
+            session = self.current_session()
+            if session is None:
                 return self.send_json(401, {"error": "not logged in"})
-            expires = self.cookie_expiry()
-            return self.send_json(200, self.session_body(user, expires))
+            return self.send_json(200, self.session_body(*session))
         self.send_json(404, {"error": "not found"})
 
     def do_POST(self) -> None:
@@ -247,9 +246,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, {"logged_out": True}, cookies=cookies)
 
     def link(self, body: dict) -> None:
-        user = self.current_user()
-        if user is None:
+        session = self.current_session()
+        if session is None:
             return self.send_json(401, {"error": "not logged in"})
+        user = session[0]
         camera = body.get("camera")
         if not isinstance(camera, str) or camera not in self.config.access[user]:
             return self.send_json(403, {"error": "no such camera for this viewer"})
@@ -259,7 +259,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         host = self.headers.get("Host", "")
         self.send_json(200, {"url": f"{scheme}://{host}/v/{token}/{camera}/index.m3u8", "expires": expires})
 
-    def session_body(self, user: str, expires: int | None) -> dict:
+    def session_body(self, user: str, expires: int) -> dict:
         cameras = [
             {"name": name, "title": self.config.cameras[name], "playlist": f"/hls/{name}/index.m3u8"}
             for name in self.config.cameras
@@ -267,13 +267,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ]
         return {"user": user, "cameras": cameras, "expires": expires}
 
-    def current_user(self) -> str | None:
+    def current_session(self) -> tuple[str, int] | None:
+        """(user, expires) of a valid session cookie, else None."""
         token = self.cookies().get(SESSION_COOKIE, "")
-        return self.config.session_user(token, time.time()) if token else None
-
-    def cookie_expiry(self) -> int | None:
-        parts = self.cookies().get(SESSION_COOKIE, "").split("~")
-        return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        user = self.config.session_user(token, time.time()) if token else None
+        return (user, int(token.split("~")[1])) if user else None
 
     def cookies(self) -> dict[str, str]:
         found = {}
