@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
+from pi_stream.verify import Http
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
 from tests.configs.tree import auth_tool_argv, install_auth_secrets, make_certificate, rooted_paths
 
@@ -135,17 +135,13 @@ CERT: Path | None = None  # set by the fixture: the test certificate, pinned
 def client(source: str) -> requests.Session:
     """A session sending from a given loopback address (its own per-address limits)."""
 
-    # With a pool manager of its own, requests (2.34) no longer applies `verify`:
-    # the pinned certificate goes in as the pool's SSL context.
-    pinned = ssl.create_default_context(cafile=str(CERT))
-
     class SourceAdapter(HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
             kwargs["source_address"] = (source, 0)
-            kwargs["ssl_context"] = pinned
             super().init_poolmanager(*args, **kwargs)
 
-    session = requests.Session()
+    # verify's Http keeps the pinned certificate even when REQUESTS_CA_BUNDLE is set (it is on CI).
+    session = Http()
     session.mount("https://", SourceAdapter())
     session.verify = str(CERT)
     return session
