@@ -20,6 +20,10 @@ packages=(
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk
     vagrant
+    # The fake NVR (pi_stream/lab/fake_nvr.py) under /usr/bin/python3: gst-rtsp-server's bindings,
+    # videotestsrc (base), rtph264pay/rtph265pay (good), x264enc (ugly), x265enc (bad).
+    python3-gi gir1.2-gst-rtsp-server-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
 )
 if [ "${PI_STREAM_ARM64:-0}" = 1 ]; then
     packages+=(qemu-user-static binfmt-support)
