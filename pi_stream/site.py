@@ -10,6 +10,7 @@ problem at once as (file, field path, what would be valid).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import stat
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class Source:
     password: str = field(default="", repr=False)
     device: str = ""  # v4l2
     input_format: str = ""  # v4l2: e.g. mjpeg, h264
+    nvr: str = ""  # rtsp: the NVR (site.yml `nvrs:`) whose channel this is; url and credentials come from it
+    channel: int = 0
 
     @property
     def encodes(self) -> bool:
@@ -75,6 +78,37 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Nvr:
+    """A recorder (NVR/DVR) serving many cameras as channels, with a limit on concurrent RTSP sessions."""
+
+    name: str
+    address: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    path_template: str  # e.g. "/Streaming/Channels/{channel}01"
+    max_sessions: int
+
+    def url(self, channel: int) -> str:
+        """The channel's URL without credentials (those reach only the Pi, in a root-only file)."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"rtsp://{host}:{self.port}{self.path_template.replace('{channel}', str(channel))}"
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    interval_seconds: int  # latest.jpg is refreshed this often
+    keep_days: int  # the dated series is kept this long; 0: latest.jpg only, nothing on disk
+
+
+@dataclass(frozen=True)
+class Recording:
+    enabled: bool
+    keep_days: int
+    segment_seconds: int
+
+
+@dataclass(frozen=True)
 class Camera:
     name: str
     host: str
@@ -84,6 +118,36 @@ class Camera:
     fps: int
     bitrate_kbps: int
     title: str
+    priority: int = 50  # higher runs first when an NVR's session budget is short
+    snapshots: Snapshots = Snapshots(interval_seconds=10, keep_days=7)
+    recording: Recording = Recording(enabled=False, keep_days=7, segment_seconds=300)
+    on_demand: bool = False  # pulled from its source only while someone watches
+    transcode: bool = False  # re-encode to H.264 (an H.265 source; costs CPU)
+
+    @property
+    def encodes(self) -> bool:
+        return self.source.encodes or self.transcode
+
+
+@dataclass(frozen=True)
+class Storage:
+    snapshots_path: str
+    recordings_path: str  # "" until the site names a disk: recordings never go to the SD card by default
+    recordings_on_root_fs: bool  # allow recordings_path on the root file system (tests, or a Pi booting from SSD)
+    min_free_percent: int  # below this, snapshots and recordings stop being written
+
+
+@dataclass(frozen=True)
+class CaptureSchedule:
+    """How the capture supervisor treats sources that fail: exponential backoff with jitter, then a rare re-probe."""
+
+    stagger_seconds: int
+    retry_first_seconds: int
+    retry_max_seconds: int
+    disable_after_failures: int
+    reprobe_seconds: int
+    stall_seconds: int
+    on_demand_idle_seconds: int
 
 
 @dataclass(frozen=True)
@@ -132,6 +196,30 @@ class Site:
     auth: Auth
     # viewer -> the cameras they may watch; a viewer not named in site.yml `viewers:` sees every camera.
     camera_access: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nvrs: tuple[Nvr, ...] = ()
+    storage: Storage = Storage("/var/lib/pi-stream/snapshots", "", False, 10)
+    capture: CaptureSchedule = CaptureSchedule(2, 5, 300, 10, 1800, 20, 60)
+    # Addresses (CIDR) allowed to scrape /metrics without logging in; the Pi itself always may.
+    metrics_allow: tuple[str, ...] = ()
+
+    def nvr(self, name: str) -> Nvr:
+        return next(n for n in self.nvrs if n.name == name)
+
+    def nvrs_on(self, host: str) -> tuple[Nvr, ...]:
+        used = {c.source.nvr for c in self.cameras_on(host)}
+        return tuple(n for n in self.nvrs if n.name in used)
+
+    def waiting_cameras(self, host: str) -> dict[str, tuple[Camera, ...]]:
+        """Per NVR, the always-on cameras beyond its session budget: they wait while higher priorities run."""
+        waiting = {}
+        for nvr in self.nvrs_on(host):
+            ranked = sorted(
+                (c for c in self.cameras_on(host) if c.source.nvr == nvr.name and not c.on_demand),
+                key=lambda c: -c.priority,
+            )
+            if len(ranked) > nvr.max_sessions:
+                waiting[nvr.name] = tuple(ranked[nvr.max_sessions :])
+        return waiting
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -434,7 +522,12 @@ def parse_site(
     )
     auth_fields.done()
 
-    cameras = parse_cameras(top, hosts)
+    nvrs = parse_nvrs(top.sub("nvrs"))
+    storage = parse_storage(top.sub("storage"))
+    capture = parse_capture(top.sub("capture"))
+    metrics_allow = parse_metrics_allow(top.sub("status"))
+    cameras = parse_cameras(top, hosts, nvrs)
+    check_recordings(cameras, storage, file, problems)
     camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
     top.done()
     check_ports(web, hosts, tuple(extra_ports), file, problems)
@@ -454,7 +547,109 @@ def parse_site(
         viewers=viewers,
         auth=auth,
         camera_access=camera_access,
+        nvrs=nvrs,
+        storage=storage,
+        capture=capture,
+        metrics_allow=metrics_allow,
     )
+
+
+def parse_nvrs(section: Fields) -> tuple[Nvr, ...]:
+    """`nvrs: {shed: {host, port, username, password, path_template, max_sessions}}`."""
+    nvrs = []
+    for name in list(section.data):
+        entry = section.sub(str(name))
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            entry.error("", f"{name!r} is not a valid NVR name: {NAME_HINT}")
+        address = entry.string("host", "", re.compile(r"^[A-Za-z0-9.:-]+$"), "an address or DNS name like 192.0.2.64")
+        if not address and "host" not in entry.data:
+            entry.error("host", "missing: the NVR's address, e.g. 192.0.2.64")
+        template = entry.string("path_template", "/Streaming/Channels/{channel}01")
+        if "{channel}" not in template or not template.startswith("/"):
+            entry.error("path_template", f"{template!r} must start with '/' and contain {{channel}}, e.g. /Streaming/Channels/{{channel}}01")
+        elif re.search(r"[\s?#]|\{(?!channel\})", template):
+            entry.error("path_template", f"{template!r} may hold no spaces, '?', '#' or braces other than {{channel}}")
+        nvrs.append(
+            Nvr(
+                name=str(name),
+                address=address,
+                port=entry.integer("port", 554, 1, 65535),
+                username=entry.string("username", ""),
+                password=entry.string("password", ""),
+                path_template=template,
+                max_sessions=entry.integer("max_sessions", 4, 1, 256),
+            )
+        )
+        entry.done()
+    return tuple(nvrs)
+
+
+def parse_storage(section: Fields) -> Storage:
+    path_re = re.compile(r"^/[A-Za-z0-9/_.-]*$")
+    hint = "an absolute path like /mnt/usb/pi-stream"
+    storage = Storage(
+        snapshots_path=section.string("snapshots_path", "/var/lib/pi-stream/snapshots", path_re, hint).rstrip("/") or "/",
+        recordings_path=section.string("recordings_path", "", path_re, hint).rstrip("/"),
+        recordings_on_root_fs=section.boolean("recordings_on_root_fs", False),
+        min_free_percent=section.integer("min_free_percent", 10, 1, 90),
+    )
+    for key, value in (("snapshots_path", storage.snapshots_path), ("recordings_path", storage.recordings_path)):
+        if value and (value == "/" or "/../" in value + "/" or value.startswith(SYSTEM_DIRS)):
+            section.error(key, f"{value!r} is a system directory: use a directory of its own, like /mnt/usb/pi-stream")
+    section.done()
+    return storage
+
+
+# Storage may not point into these: the retention cleaner deletes dated directories under it.
+SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/boot", "/proc", "/sys", "/dev", "/run")
+
+
+def parse_capture(section: Fields) -> CaptureSchedule:
+    schedule = CaptureSchedule(
+        stagger_seconds=section.integer("stagger_seconds", 2, 0, 60),
+        retry_first_seconds=section.integer("retry_first_seconds", 5, 1, 600),
+        retry_max_seconds=section.integer("retry_max_seconds", 300, 1, 86400),
+        disable_after_failures=section.integer("disable_after_failures", 10, 1, 1000),
+        reprobe_seconds=section.integer("reprobe_minutes", 30, 1, 1440) * 60,
+        stall_seconds=section.integer("stall_seconds", 20, 5, 600),
+        on_demand_idle_seconds=section.integer("on_demand_idle_seconds", 60, 10, 3600),
+    )
+    if schedule.retry_max_seconds < schedule.retry_first_seconds:
+        section.error("retry_max_seconds", "must be at least retry_first_seconds")
+    section.done()
+    return schedule
+
+
+def parse_metrics_allow(section: Fields) -> tuple[str, ...]:
+    """`status: {metrics_allow: [192.0.2.5/32]}`: who may scrape the Prometheus metrics."""
+    allowed = []
+    for i, entry in enumerate(section.items("metrics_allow")):
+        try:
+            allowed.append(str(ipaddress.ip_network(str(entry), strict=False)))
+        except ValueError:
+            section.error(f"metrics_allow[{i}]", f"{entry!r} is not an address or network like 192.0.2.5 or 192.0.2.0/24")
+    section.done()
+    return tuple(dict.fromkeys(allowed))
+
+
+def check_recordings(cameras: tuple[Camera, ...], storage: Storage, file: str, problems: Problems) -> None:
+    for i, camera in enumerate(cameras):
+        if not camera.recording.enabled:
+            continue
+        if not storage.recordings_path:
+            problems.add(
+                file,
+                f"cameras[{i}].recording.enabled",
+                "set storage.recordings_path to a directory on a disk of its own (e.g. /mnt/usb/pi-stream): "
+                "recordings are never written to the SD card by default",
+            )
+        if camera.source.encodes:
+            problems.add(
+                file,
+                f"cameras[{i}].recording.enabled",
+                f"recording copies the stream a source sends; a {camera.source.type} camera would be encoded twice: "
+                "record RTSP cameras only",
+            )
 
 
 def parse_web(web: Fields, directory: Path) -> Web:
@@ -507,7 +702,7 @@ def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], file:
                 owners[port] = owner
 
 
-def parse_cameras(top: Fields, hosts: tuple[Host, ...]) -> tuple[Camera, ...]:
+def parse_cameras(top: Fields, hosts: tuple[Host, ...], nvrs: tuple[Nvr, ...] = ()) -> tuple[Camera, ...]:
     entries = top.items("cameras")
     if not entries:
         top.error("cameras", "no cameras: add at least one, e.g. `- {name: garden, source: {type: testsrc}}`")
@@ -529,7 +724,7 @@ def parse_cameras(top: Fields, hosts: tuple[Host, ...]) -> tuple[Camera, ...]:
             cam.error("host", f"several hosts in the inventory: say which one runs this camera ({', '.join(host_names)})")
         elif host and host_names and host not in host_names:
             cam.error("host", f"{host!r} is not in the inventory; known hosts: {', '.join(host_names)}")
-        source = parse_source(cam.sub("source"))
+        source = parse_source(cam.sub("source"), nvrs)
         defaults = (1280, 720, 25) if source.type in ("libcamera",) else (640, 360, 15)
         width = cam.integer("width", defaults[0], 160, 3840)
         height = cam.integer("height", defaults[1], 120, 2160)
@@ -545,10 +740,52 @@ def parse_cameras(top: Fields, hosts: tuple[Host, ...]) -> tuple[Camera, ...]:
                 fps=cam.integer("fps", defaults[2], 1, 60),
                 bitrate_kbps=cam.integer("bitrate_kbps", 800, 100, 20000),
                 title=cam.string("title", name),
+                priority=cam.integer("priority", 50, 0, 100),
+                snapshots=parse_snapshots(cam.sub("snapshots")),
+                recording=parse_recording(cam.sub("recording")),
+                on_demand=cam.boolean("on_demand", False),
+                transcode=cam.boolean("transcode", False),
             )
         )
+        if cameras[-1].transcode and source.type != "rtsp":
+            cam.error("transcode", f"only RTSP sources are re-encoded; a {source.type} camera is encoded to H.264 already")
+        if cameras[-1].on_demand and source.type == "libcamera":
+            cam.error("on_demand", "the Pi camera starts in well under a second and holds no NVR session: leave it always on")
         cam.done()
+    check_channels(top, cameras)
     return tuple(cameras)
+
+
+def parse_snapshots(section: Fields) -> Snapshots:
+    snapshots = Snapshots(
+        interval_seconds=section.integer("interval_seconds", 10, 1, 3600),
+        keep_days=section.integer("keep_days", 7, 0, 3650),
+    )
+    section.done()
+    return snapshots
+
+
+def parse_recording(section: Fields) -> Recording:
+    recording = Recording(
+        enabled=section.boolean("enabled", False),
+        keep_days=section.integer("keep_days", 7, 1, 3650),
+        segment_seconds=section.integer("segment_seconds", 300, 10, 3600),
+    )
+    section.done()
+    return recording
+
+
+def check_channels(top: Fields, cameras: list[Camera]) -> None:
+    """Two cameras on one NVR channel would be two sessions for one picture."""
+    owner: dict[tuple[str, int], int] = {}
+    for i, camera in enumerate(cameras):
+        if not camera.source.nvr:
+            continue
+        key = (camera.source.nvr, camera.source.channel)
+        if key in owner:
+            top.error(f"cameras[{i}].source.channel", f"channel {key[1]} of NVR {key[0]!r} is already cameras[{owner[key]}]")
+        else:
+            owner[key] = i
 
 
 def parse_camera_access(section: Fields, viewers: tuple[str, ...], cameras: tuple[Camera, ...]) -> dict[str, tuple[str, ...]]:
@@ -572,10 +809,12 @@ def parse_camera_access(section: Fields, viewers: tuple[str, ...], cameras: tupl
     return access
 
 
-def parse_source(src: Fields) -> Source:
+def parse_source(src: Fields, nvrs: tuple[Nvr, ...] = ()) -> Source:
     if "type" not in src.data:
         src.error("type", f"missing: one of {', '.join(SOURCE_TYPES)}")
     kind = src.choice("type", SOURCE_TYPES, "testsrc")
+    if kind == "rtsp" and "nvr" in src.data:
+        return parse_nvr_source(src, nvrs)
     if kind == "rtsp":
         url = src.string("url", "")
         username = src.string("username", "")
@@ -592,6 +831,25 @@ def parse_source(src: Fields) -> Source:
         return Source(type=kind, device=device, input_format=input_format)
     src.done()
     return Source(type=kind)
+
+
+def parse_nvr_source(src: Fields, nvrs: tuple[Nvr, ...]) -> Source:
+    """`source: {type: rtsp, nvr: shed, channel: 3}`: the URL and credentials come from the NVR."""
+    name = src.string("nvr", "")
+    channel = src.integer("channel", 1, 1, 999)
+    if "channel" not in src.data:
+        src.error("channel", "missing: which of the NVR's channels this camera is (1, 2, ...)")
+    for key in ("url", "username", "password"):
+        if key in src.data:
+            src.error(key, f"comes from nvrs.{name}; a camera names either an nvr and channel or its own url")
+            src.raw(key)
+    nvr = next((n for n in nvrs if n.name == name), None)
+    src.done()
+    if nvr is None:
+        known = ", ".join(n.name for n in nvrs) or "none yet: add an `nvrs:` section"
+        src.error("nvr", f"{name!r} is not in nvrs; known: {known}")
+        return Source(type="rtsp", nvr=name, channel=channel)
+    return Source(type="rtsp", url=nvr.url(channel), username=nvr.username, password=nvr.password, nvr=name, channel=channel)
 
 
 def rtsp_url_problem(url: str) -> str:
@@ -636,10 +894,22 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
         "camera_capture": {
             "camera_capture_cameras": [c.name for c in cameras],
             "camera_capture_encoder_candidates": list(site.encoder_candidates),
-            "camera_capture_encode_required": any(c.source.encodes for c in cameras),
+            "camera_capture_encode_required": any(c.encodes for c in cameras),
+            "camera_capture_storage_dirs": storage_dirs(site, host),
         },
         "fail2ban": {},
     }
+
+
+def storage_dirs(site: Site, host: str) -> list[str]:
+    """Directories the capture supervisor writes to on this host (created by the role, owned by its user)."""
+    cameras = site.cameras_on(host)
+    dirs = []
+    if any(c.snapshots.keep_days for c in cameras):
+        dirs.append(site.storage.snapshots_path)
+    if any(c.recording.enabled for c in cameras):
+        dirs.append(site.storage.recordings_path)
+    return dirs
 
 
 def tls_common_name(site: Site, host: str) -> str:

@@ -80,6 +80,36 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         },
         {"pi1": {"ansible_host": "192.0.2.10"}, "pi2": {"ansible_host": "192.0.2.11", "ansible_port": 2222}},
     ),
+    "nvr": (
+        {
+            "name": "warehouse",
+            "nvrs": {
+                "shed": {
+                    "host": "192.0.2.64",
+                    "username": "admin",
+                    "password": "s3cret:/@nvr",
+                    "path_template": "/ip{channel}/0",
+                    "max_sessions": 3,
+                }
+            },
+            "storage": {"recordings_path": "/mnt/usb/pi-stream"},
+            "status": {"metrics_allow": ["192.0.2.0/24"]},
+            "cameras": [
+                {
+                    "name": "dock",
+                    "priority": 90,
+                    "source": {"type": "rtsp", "nvr": "shed", "channel": 1},
+                    "snapshots": {"interval_seconds": 4, "keep_days": 14},
+                    "recording": {"enabled": True, "keep_days": 3},
+                },
+                {"name": "yard", "source": {"type": "rtsp", "nvr": "shed", "channel": 2}},
+                {"name": "gate", "priority": 10, "source": {"type": "rtsp", "nvr": "shed", "channel": 3}},
+                {"name": "lobby", "on_demand": True, "source": {"type": "rtsp", "nvr": "shed", "channel": 4}},
+                {"name": "attic", "transcode": True, "source": {"type": "rtsp", "nvr": "shed", "channel": 5}, "snapshots": {"keep_days": 0}},
+            ],
+        },
+        {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
 }
 
 

@@ -191,3 +191,62 @@ def test_old_sha512_hash_names_the_user_and_the_command(tmp_path):
     [(file, path, message)] = errors_of(directory)
     assert file.endswith("viewers.htpasswd") and path == "alice"
     assert "not a bcrypt hash" in message and "pi-stream user passwd SITE alice" in message
+
+
+NVR = {"shed": {"host": "192.0.2.64", "username": "admin", "password": "p@ss word", "path_template": "/ip{channel}/0", "max_sessions": 2}}
+
+
+def nvr_camera(name: str, channel: int, **extra) -> dict:
+    return {"name": name, "source": {"type": "rtsp", "nvr": "shed", "channel": channel}, **extra}
+
+
+def test_nvr_channels_become_cameras_with_the_nvr_url_and_credentials(tmp_path):
+    site = load_site(write_site(tmp_path / "s", {"nvrs": NVR, "cameras": [nvr_camera("dock", 1), nvr_camera("yard", 12)]}))
+    dock, yard = site.cameras
+    assert dock.source.url == "rtsp://192.0.2.64:554/ip1/0" and yard.source.url == "rtsp://192.0.2.64:554/ip12/0"
+    assert dock.source.ffmpeg_url() == "rtsp://admin:p%40ss%20word@192.0.2.64:554/ip1/0"
+    assert site.nvrs_on("pi1")[0].max_sessions == 2 and dock.priority == 50
+    assert dock.snapshots.interval_seconds == 10 and dock.snapshots.keep_days == 7 and not dock.recording.enabled
+
+
+def test_cameras_beyond_the_budget_are_named_lowest_priority_first(tmp_path):
+    cameras = [nvr_camera("a", 1, priority=10), nvr_camera("b", 2, priority=90), nvr_camera("c", 3), nvr_camera("d", 4, on_demand=True)]
+    site = load_site(write_site(tmp_path / "s", {"nvrs": NVR, "cameras": cameras}))
+    assert [c.name for c in site.waiting_cameras("pi1")["shed"]] == ["a"], "on-demand cameras hold no session while idle"
+
+
+def test_nvr_and_storage_mistakes_are_all_reported(tmp_path):
+    site = {
+        "nvrs": {"shed": {"host": "192.0.2.64", "path_template": "/Streaming/Channels/101", "max_sessions": 0}},
+        "storage": {"snapshots_path": "/etc/pi-stream", "min_free_percent": 95},
+        "status": {"metrics_allow": ["10.0.0.300"]},
+        "cameras": [
+            nvr_camera("a", 1, recording={"enabled": True}),
+            nvr_camera("b", 1),
+            {"name": "c", "source": {"type": "rtsp", "nvr": "barn", "channel": 2}},
+            {"name": "d", "source": {"type": "rtsp", "nvr": "shed"}},
+            {"name": "e", "source": {"type": "rtsp", "nvr": "shed", "channel": 5, "url": "rtsp://x/y"}},
+            {"name": "f", "source": {"type": "testsrc"}, "recording": {"enabled": True}, "transcode": True},
+        ],
+    }
+    problems: dict[str, str] = {}
+    for _, path, message in errors_of(write_site(tmp_path / "s", site)):
+        problems[path] = problems.get(path, "") + message + "\n"
+    assert "{channel}" in problems["nvrs.shed.path_template"]
+    assert "out of range" in problems["nvrs.shed.max_sessions"]
+    assert "system directory" in problems["storage.snapshots_path"]
+    assert "out of range" in problems["storage.min_free_percent"]
+    assert "not an address" in problems["status.metrics_allow[0]"]
+    assert "never written to the SD card" in problems["cameras[0].recording.enabled"]
+    assert "already cameras[0]" in problems["cameras[1].source.channel"]
+    assert "'barn' is not in nvrs; known: shed" in problems["cameras[2].source.nvr"]
+    assert "missing" in problems["cameras[3].source.channel"]
+    assert "either an nvr and channel or its own url" in problems["cameras[4].source.url"]
+    assert "encoded twice" in problems["cameras[5].recording.enabled"]
+    assert "only RTSP sources" in problems["cameras[5].transcode"]
+
+
+def test_storage_dirs_follow_what_the_cameras_keep(make_site):
+    site = load_site(make_site("nvr"))
+    assert role_vars(site, "pi1")["camera_capture"]["camera_capture_storage_dirs"] == ["/var/lib/pi-stream/snapshots", "/mnt/usb/pi-stream"]
+    assert site.metrics_allow == ("192.0.2.0/24",)
