@@ -166,7 +166,10 @@ def supervisor_config(site: Site, host: str, paths: Mapping[str, str], publish_u
     schedule = site.capture
     return {
         "site": site.name,
-        "ffmpeg": [paths["ffmpeg"], "-hide_banner", "-nostats", "-loglevel", "repeat+level+info", "-progress", "pipe:1", "-stats_period", "2"],
+        # -y: an unattended ffmpeg must never stop at an "overwrite?" prompt (a recording segment name reused after a restart).
+        "ffmpeg": [
+            paths["ffmpeg"], "-hide_banner", "-nostats", "-y", "-loglevel", "repeat+level+info", "-progress", "pipe:1", "-stats_period", "2",
+        ],  # fmt: skip
         "encoder_env": paths["encoder_env"],
         "runtime_dir": paths["capture_runtime"],
         "schedule": {

@@ -179,6 +179,18 @@ def verify(ctx: click.Context, site_dir: Path, user_name: str | None, password_s
     return run_verify(site, user_name, password, console(ctx)).status
 
 
+@cli.command()
+@SITE_ARG
+@click.option("--json", "as_json", is_flag=True, help="Print the supervisors' status documents as JSON.")
+@click.pass_context
+def status(ctx: click.Context, site_dir: Path, as_json: bool) -> int:
+    """Per camera: state, codec, fps, bitrate, sessions, last error; per NVR: sessions against the budget."""
+    from pi_stream.site import load_site
+    from pi_stream.workflows import run_status
+
+    return run_status(load_site(site_dir), console(ctx), as_json=as_json)
+
+
 @cli.group()
 def lab() -> None:
     """Simulated Pis on this Linux machine (root; systemd-nspawn containers)."""

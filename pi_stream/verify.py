@@ -140,9 +140,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
 
     checker.attempt("deployed files = rendered bundle", files_match)
 
-    services = ["nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket"] + [
-        f"pi-stream-camera@{c.name}" for c in site.cameras_on(host.name)
-    ]
+    services = ["nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket", "pi-stream-capture", "pi-stream-retention.timer"]
     for service in services:
         checker.attempt(f"service {service} active", lambda s=service: service_state(remote, s))
 
@@ -186,12 +184,72 @@ def probe_media(site, host, session, user, password, checker: Checker, advance_t
             return
         for camera in allowed:
             playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+            status: dict = {}
+            state_check = lambda c=camera, p=playlist, out=status: capture_state(session, url, c, p, out)  # noqa: E731
+            if not checker.attempt(f"{camera.name}: capture state", state_check):
+                continue
+            if status.get("state") != "live":
+                continue  # waiting for an NVR session, as the site's budget says: reported, not probed
             checker.attempt(
                 f"{camera.name}: playlist live and advancing",
                 lambda p=playlist: playlist_advances(session, p, site, advance_timeout),
             )
             checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
+            checker.attempt(f"{camera.name}: latest snapshot", lambda c=camera: latest_snapshot(session, url, c))
         session.post(urljoin(url, "auth/logout"), json={})
+
+
+# A camera still starting after this long is reported with what it is doing. Starts on one NVR are
+# staggered (2 s each by default), so the last of 16 cameras starts about 30 s after the first.
+CAPTURE_SETTLE_SECONDS = 60.0
+
+
+def capture_state(session, url: str, camera: Camera, playlist: str, out: dict) -> tuple[bool, str]:
+    """The supervisor's own view of the camera (its status.json, through the viewer's auth).
+
+    Live passes; waiting for an NVR session passes with the reason (the site asked for more cameras
+    than the budget); backing off or disabled fails with the source's last error. An on-demand
+    camera is opened first, as a player would: the playlist request is what starts it.
+    """
+    status_url = urljoin(url, f"camera/{camera.name}/status.json")
+    deadline = time.monotonic() + CAPTURE_SETTLE_SECONDS
+    status: dict = {}
+    while time.monotonic() < deadline:
+        response = session.get(status_url)
+        if response.status_code != 200:
+            return False, f"status HTTP {response.status_code}"
+        status = response.json()
+        if time.time() - status.get("updated", 0) > 15:
+            return False, "status is stale: the capture supervisor is not running (journalctl -u pi-stream-capture)"
+        if status["state"] == "live":
+            break
+        if status["state"] == "waiting":
+            out.update(status)
+            return True, status["detail"]
+        if status["state"] == "idle":
+            session.get(playlist)  # someone watching: the supervisor starts it
+        time.sleep(1)
+    out.update(status)
+    if status.get("state") != "live":
+        error = f"; last error: {status['last_error']}" if status.get("last_error") else ""
+        return False, f"{status.get('state')}: {status.get('detail')}{error}"
+    rate = f", {status['fps']:g} fps" if status.get("fps") else ""
+    bitrate = f", {status['bitrate_kbps']:g} kbit/s" if status.get("bitrate_kbps") else ""
+    return True, f"live, {status.get('codec') or 'codec unknown'}{rate}{bitrate}"
+
+
+def latest_snapshot(session, url: str, camera: Camera) -> tuple[bool, str]:
+    """latest.jpg comes from the live session at the camera's interval: it exists and is a JPEG."""
+    snapshot_url = urljoin(url, f"camera/{camera.name}/latest.jpg")
+    deadline = time.monotonic() + camera.snapshots.interval_seconds + 20
+    response = session.get(snapshot_url)
+    while response.status_code == 404 and time.monotonic() < deadline:
+        time.sleep(1)
+        response = session.get(snapshot_url)
+    if response.status_code != 200:
+        return False, f"HTTP {response.status_code}"
+    ok = response.content[:2] == b"\xff\xd8" and response.headers.get("Content-Type") == "image/jpeg"
+    return ok, f"{len(response.content)} bytes, {response.headers.get('Content-Type')}"
 
 
 def public_page(session, url, site: Site, host: Host) -> tuple[bool, str]:

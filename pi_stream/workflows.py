@@ -43,6 +43,8 @@ class DeployProgress:
 def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:
     hosts = ", ".join(f"{h.name} ({h.address})" for h in site.hosts)
     console.progress(f"deploying {site.name} to {hosts}{' in check mode' if check else ''}")
+    for line in budget_notes(site):
+        console.info(f"note: {line}")
     result = deploy(site, check=check, on_event=DeployProgress(console))
     rows = [
         (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))
@@ -57,6 +59,21 @@ def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResul
             console.error(f"{host}: {task}: {message.strip()}")
         console.error(f"deploy failed; the run's events are in {result.run_dir}")
     return result
+
+
+def budget_notes(site: Site) -> list[str]:
+    """Said before deploying, not discovered later: which cameras an NVR's session budget leaves waiting."""
+    notes = []
+    for host in site.hosts:
+        for nvr_name, cameras in site.waiting_cameras(host.name).items():
+            nvr = site.nvr(nvr_name)
+            always_on = sum(1 for c in site.cameras_on(host.name) if c.source.nvr == nvr_name and not c.on_demand)
+            notes.append(
+                f"NVR {nvr_name} allows {nvr.max_sessions} sessions (nvrs.{nvr_name}.max_sessions) and {always_on} cameras "
+                f"are always on: {', '.join(c.name for c in cameras)} (lowest priority) wait for a free session. "
+                "Raise max_sessions if the NVR allows more, or make some cameras on_demand."
+            )
+    return notes
 
 
 def print_check(console: Console):
@@ -77,6 +94,25 @@ def run_verify(site: Site, user: str, password: str, console: Console) -> Verify
     if not result.ok:
         console.error(f"{len(result.failed)} of {len(result.checks)} checks failed")
     return result
+
+
+def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatus:
+    """Print each host's capture status. Exit 5 when a camera is failing or disabled, or a host cannot say."""
+    import json
+
+    from pi_stream.status import format_host, read_host_status
+
+    statuses = [read_host_status(site, host.name) for host in site.hosts]
+    if as_json:
+        console.info(json.dumps({s.host: s.document or {"error": s.error} for s in statuses}, indent=1))
+    else:
+        console.info("\n\n".join(format_host(s) for s in statuses))
+    troubled = [f"{s.host}: {c['camera']} ({c['state']})" for s in statuses for c in s.troubled]
+    unknown = [s.host for s in statuses if s.error]
+    if troubled or unknown:
+        console.error("needs attention: " + ", ".join(troubled + [f"{h}: no status" for h in unknown]))
+        return ExitStatus.VERIFY_FAILED
+    return ExitStatus.OK
 
 
 def demo_password(site_dir: Path) -> str:

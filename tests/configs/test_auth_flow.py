@@ -93,7 +93,8 @@ def appliance(tmp_path_factory) -> Appliance:
     if port_open(HTTPS_PORT):
         pytest.fail(f"port {HTTPS_PORT} is taken on this machine")
     base = tmp_path_factory.mktemp("auth-flow")
-    site_dir = write_site(base / "site", SITE)
+    storage = base / "storage"
+    site_dir = write_site(base / "site", {**SITE, "storage": {"snapshots_path": str(storage)}})
     credentials.add_user(site_dir, BOB, BOB_PASSWORD)
     root = base / "root"
     bundle = render_site(load_site(site_dir), rooted_paths(root))["pi1"]
@@ -114,6 +115,7 @@ def appliance(tmp_path_factory) -> Appliance:
         hls.mkdir(parents=True)
         (hls / "index.m3u8").write_text(PLAYLIST)
         (hls / "7.ts").write_bytes(b"\x47" * 188 * 10)
+    capture_files(root, storage)
     install_auth_secrets(site_dir, root)
     make_certificate(root)
     global CERT
@@ -130,6 +132,23 @@ def appliance(tmp_path_factory) -> Appliance:
 
 
 CERT: Path | None = None  # set by the fixture: the test certificate, pinned
+JPEG = b"\xff\xd8\xff\xe0 not really a picture"
+
+
+def capture_files(root: Path, storage: Path) -> None:
+    """What the capture supervisor leaves for nginx: status, latest snapshot, metrics, a dated series."""
+    runtime = root / "run/pi-stream-capture"
+    for camera in ("garden", "door"):
+        (runtime / "snapshots" / camera).mkdir(parents=True)
+        (runtime / "snapshots" / camera / "latest.jpg").write_bytes(JPEG)
+        (runtime / "status").mkdir(exist_ok=True)
+        (runtime / "status" / f"{camera}.json").write_text(json.dumps({"camera": camera, "state": "live"}))
+        day = storage / "flow" / camera / "2026-11-23"
+        day.mkdir(parents=True)
+        (day / "101502.jpg").write_bytes(JPEG)
+        (day / "101502.thumb.jpg").write_bytes(JPEG)
+    (storage / "flow" / "not-a-camera.txt").write_text("must never be served")
+    (runtime / "metrics.prom").write_text('pi_stream_camera_up{camera="garden"} 1\n')
 
 
 def client(source: str) -> requests.Session:
@@ -300,3 +319,56 @@ def test_login_service_answers_503_when_checks_queue_up(appliance, monkeypatch):
     checker.priority_waiting = 0
     assert checker.check(config, VIEWER, VIEWER_PASSWORD, priority=True) is True
     assert json.loads((appliance.auth / "access.json").read_text())["access"][VIEWER] == ["garden", "door"]
+
+
+def raw_get(source: str, path: str, cookie: str = "") -> int:
+    """A request whose path is sent exactly as written: no client-side clean-up of '..' or escapes."""
+    import http.client
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(CERT))
+    connection = http.client.HTTPSConnection("127.0.0.1", HTTPS_PORT, context=context, source_address=(source, 0), timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        if cookie:
+            connection.putheader("Cookie", f"pi_stream_media={cookie}")
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_snapshots_replay_and_status_behind_the_camera_token(appliance):
+    viewer = client("127.0.0.12")
+    assert viewer.get(f"{URL}/camera/garden/status.json", timeout=10).status_code == 401
+    assert login(viewer, VIEWER, VIEWER_PASSWORD).status_code == 200
+    assert viewer.get(f"{URL}/camera/garden/status.json", timeout=10).json()["state"] == "live"
+    latest = viewer.get(f"{URL}/camera/garden/latest.jpg", timeout=10)
+    assert latest.status_code == 200 and latest.content == JPEG and latest.headers["Content-Type"] == "image/jpeg"
+    days = viewer.get(f"{URL}/camera/garden/snapshots/", timeout=10).json()
+    assert [d["name"] for d in days] == ["2026-11-23"]
+    frames = viewer.get(f"{URL}/camera/garden/snapshots/2026-11-23/", timeout=10).json()
+    assert sorted(f["name"] for f in frames) == ["101502.jpg", "101502.thumb.jpg"]
+    assert viewer.get(f"{URL}/camera/garden/snapshots/2026-11-23/101502.thumb.jpg", timeout=10).content == JPEG
+    # Each camera's token opens that camera only (test_viewer_limited_to_some_cameras: a viewer without the door).
+    token = next(c.value for c in viewer.cookies if c.path == "/camera/garden/")
+    assert raw_get("127.0.0.12", "/camera/door/snapshots/", token) == 403
+    # Only a camera, a date and a frame name: anything else is not there at all.
+    for path in (
+        "/camera/garden/snapshots/../not-a-camera.txt",
+        "/camera/garden/snapshots/%2e%2e/not-a-camera.txt",
+        "/camera/garden/snapshots/2026-11-23/..%2f..%2fnot-a-camera.txt",
+        "/camera/garden/snapshots/2026-11-23/../../../../etc/passwd",
+        "/camera/garden/snapshots/latest/",
+        "/camera/garden/snapshots/2026-11-23/101502.png",
+        "/camera/garden/recordings/",
+        "/camera/garden/status.json/",
+    ):
+        assert raw_get("127.0.0.12", path, token) == 404, path
+
+
+def test_metrics_only_for_the_pi_and_allowed_networks(appliance):
+    assert raw_get("127.0.0.1", "/metrics") == 200
+    assert raw_get("127.0.0.13", "/metrics") == 403
+    response = client("127.0.0.1").get(f"{URL}/metrics", timeout=10)
+    assert response.text.startswith("pi_stream_camera_up") and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")

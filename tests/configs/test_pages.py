@@ -103,6 +103,8 @@ class FakeApi:
             return json_answer(200, status_for(camera, time.time()))
         if rest == "latest.jpg":
             return 200, "image/jpeg", self.full_jpeg
+        if rest == "latest.thumb.jpg":
+            return 200, "image/jpeg", self.thumb_jpeg
         mtime = "Mon, 23 Nov 2026 10:15:02 GMT"
         if rest == "snapshots/":
             days = [{"name": n, "type": "directory", "mtime": mtime} for n in (OLDER_DAY, DAY, "lost+found", "2026-1-1")]
@@ -277,8 +279,8 @@ def test_status_page_fills_refreshes_and_stops(page, api):
     assert text(driver, "tr[data-camera=door] .col-disk").startswith("42% free")
     assert text(driver, "#nvrs li[data-nvr=shed]").startswith("shed: 8 of 8 sessions in use")
     wait_until(lambda: js(driver, "const i = document.querySelector('tr[data-camera=door] .snapshot img');"
-                                  "return !i.hidden && i.naturalWidth === 640"), "the latest snapshot", 10)
-    assert re.search(r"latest\.jpg\?t=\d", js(driver, "return document.querySelector('tr[data-camera=door] .snapshot img').src"))
+                                  "return !i.hidden && i.naturalWidth === 320"), "the latest snapshot's thumbnail", 10)
+    assert re.search(r"latest\.thumb\.jpg\?t=\d", js(driver, "return document.querySelector('tr[data-camera=door] .snapshot img').src"))
 
     # Every 5 s, one request per camera.
     first = api.count(r"/door/status\.json$")

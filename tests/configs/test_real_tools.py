@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from pi_stream.site import load_site
 from tests.conftest import EXAMPLE_SITES
 from tests.configs.tree import install_auth_secrets, install_tree, make_certificate
 
@@ -88,21 +87,13 @@ def test_fail2ban_client_accepts_the_jail(make_site, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("example", ["testsrc-https", "mixed-http"])
+@pytest.mark.parametrize("example", ["testsrc-https", "mixed-http", "nvr"])
 def test_systemd_units_verify(make_site, example, tmp_path):
     need("systemd-analyze")
     install_tree(make_site, example, tmp_path)
     unit_dir = tmp_path / "etc/systemd/system"
-    cameras = [c.name for c in load_site(make_site(example)).cameras]
-    units = [f"pi-stream-camera@{name}.service" for name in cameras]
-    units += ["pi-stream-firewall.service", "pi-stream-auth.socket", "pi-stream-auth.service"]
-    # systemd-analyze checks that ExecStart's program exists: point missing ones at a stand-in.
-    text_fixes = {"/usr/bin/rpicam-vid": "/bin/true"}
-    for conf in unit_dir.rglob("*.conf"):
-        text = conf.read_text()
-        for old, new in text_fixes.items():
-            text = text.replace(old, new)
-        conf.write_text(text)
+    units = sorted(p.name for p in unit_dir.iterdir() if p.suffix in (".service", ".socket", ".timer"))
+    assert {"pi-stream-capture.service", "pi-stream-retention.timer", "pi-stream-auth.service"} <= set(units)
     result = subprocess.run(
         ["systemd-analyze", "verify", *units],
         capture_output=True,

@@ -48,6 +48,8 @@ DEFAULT_KEY = Path("/etc/pi-stream/auth/token.key")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MEDIA_COOKIE = "pi_stream_media"
+# Media cookies are set per camera on each of these paths: live HLS, and the camera's snapshots, recordings and status.
+MEDIA_PREFIXES = ("/hls/", "/camera/")
 SESSION_COOKIE = "pi_stream_session"
 # Set after a successful login and sent back only to /auth/login: a browser that has
 # logged in as that viewer before goes ahead of everyone else for the bcrypt slot, so a
@@ -237,12 +239,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         cookies.append(self.cookie(DEVICE_COOKIE, self.config.device_token(user, device_expires), "/auth/login", DEVICE_SECONDS))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
-            cookies.append(self.cookie(MEDIA_COOKIE, token, f"/hls/{camera}/", self.config.session_seconds))
+            # The same token on both paths: nginx checks it identically for video and for snapshots/status.
+            for prefix in MEDIA_PREFIXES:
+                cookies.append(self.cookie(MEDIA_COOKIE, token, f"{prefix}{camera}/", self.config.session_seconds))
         self.send_json(200, self.session_body(user, expires), cookies=cookies)
 
     def logout(self, _body: dict) -> None:
         cookies = [self.cookie(SESSION_COOKIE, "", "/auth/", 0)]
-        cookies += [self.cookie(MEDIA_COOKIE, "", f"/hls/{camera}/", 0) for camera in self.config.cameras]
+        cookies += [self.cookie(MEDIA_COOKIE, "", f"{prefix}{camera}/", 0) for camera in self.config.cameras for prefix in MEDIA_PREFIXES]
         self.send_json(200, {"logged_out": True}, cookies=cookies)
 
     def link(self, body: dict) -> None:

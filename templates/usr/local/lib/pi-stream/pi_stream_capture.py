@@ -223,7 +223,8 @@ class Supervisor:
         except (BlockingIOError, ValueError):
             return
         if not data:
-            self.selector.unregister(stream)
+            if self.registered(stream):
+                self.selector.unregister(stream)
             return
         if stream is camera.proc.stdout:
             camera.stdout_buffer += data

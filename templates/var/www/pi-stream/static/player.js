@@ -74,6 +74,7 @@
     var status = tile.querySelector(".status");
     tile.id = "camera-" + camera.name;
     tile.querySelector(".title").textContent = camera.title;
+    tile.querySelector(".replay").href = "/replay.html#camera=" + encodeURIComponent(camera.name);
     video.setAttribute("data-camera", camera.name);
     grid.appendChild(tile);
     var hls = null;

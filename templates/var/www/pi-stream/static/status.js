@@ -6,7 +6,7 @@
   "use strict";
 
   var REFRESH_MS = 5000;
-  var SNAPSHOT_MS = 10000;  // each camera's latest.jpg at most this often
+  var SNAPSHOT_MS = 10000;  // each camera's latest.thumb.jpg at most this often
   var STALE_SECONDS = 15;  // the supervisor rewrites status.json more often than this
   var REQUEST_TIMEOUT_MS = 4000;  // below REFRESH_MS: a hung request never stalls the table for long
   var NAME_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;  // pi_stream.site.NAME_RE
@@ -250,7 +250,7 @@
     if (latest === null || latest === row.imageLatest || Date.now() - row.imageAt < SNAPSHOT_MS) return;
     row.imageAt = Date.now();
     row.imageLatest = latest;
-    row.img.src = "/camera/" + encodeURIComponent(row.camera.name) + "/latest.jpg?t=" + encodeURIComponent(latest);
+    row.img.src = "/camera/" + encodeURIComponent(row.camera.name) + "/latest.thumb.jpg?t=" + encodeURIComponent(latest);
   }
 
   function renderError(row, error) {

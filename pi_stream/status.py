@@ -1,0 +1,98 @@
+"""`pi-stream status`: what each Pi's capture supervisor says about its cameras and NVRs.
+
+Read over SSH from the supervisor's status file, the same figures the status
+page and /metrics show; nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from pi_stream.capture import RUNTIME_DIR
+from pi_stream.console import table
+from pi_stream.site import Site
+
+STATUS_FILE = f"{RUNTIME_DIR}/status.json"
+STALE_SECONDS = 15.0  # the supervisor writes every 2 s
+# States that need the user: a source failing, or given up on until its re-probe.
+TROUBLE_STATES = ("backing_off", "disabled")
+
+
+@dataclass
+class HostStatus:
+    host: str
+    document: dict = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def troubled(self) -> list[dict]:
+        return [c for c in self.document.get("cameras", []) if c["state"] in TROUBLE_STATES]
+
+
+def read_host_status(site: Site, host_name: str, now: float | None = None) -> HostStatus:
+    from pi_stream.verify import testinfra_host
+
+    host = site.host(host_name)
+    try:
+        result = testinfra_host(site, host).run("cat %s", STATUS_FILE)
+    except RuntimeError as exc:  # testinfra's Ansible backend: host unreachable
+        return HostStatus(host_name, error=f"cannot reach {host.address} over SSH: {str(exc).strip()[-200:]}")
+    if result.rc != 0:
+        return HostStatus(host_name, error=f"no {STATUS_FILE}: is pi-stream-capture running? (systemctl status pi-stream-capture)")
+    try:
+        document = json.loads(result.stdout)
+    except ValueError:
+        return HostStatus(host_name, error=f"{STATUS_FILE} is not JSON: is pi-stream-capture the version pi-stream deployed?")
+    age = (now or time.time()) - document.get("updated", 0)
+    if age > STALE_SECONDS:
+        stale = f"the status is {age:.0f} s old: pi-stream-capture is not running (journalctl -u pi-stream-capture)"
+        return HostStatus(host_name, document, stale)
+    return HostStatus(host_name, document)
+
+
+def format_host(status: HostStatus, now: float | None = None) -> str:
+    """Tables for one host: its NVRs' sessions against their budgets, then one row per camera."""
+    now = now or time.time()
+    lines = [f"{status.host}:"]
+    if status.error:
+        lines.append(f"  {status.error}")
+    nvrs = status.document.get("nvrs", [])
+    if nvrs:
+        rows = [
+            (n["name"], f"{n['sessions_in_use']} of {n['max_sessions']}", ", ".join(n["waiting"]) or "-")
+            for n in nvrs
+        ]
+        lines.append(indent(table(rows, ("nvr", "sessions", "waiting for a session"))))
+    cameras = status.document.get("cameras", [])
+    if cameras:
+        rows = []
+        for c in cameras:
+            rows.append(
+                (
+                    c["camera"],
+                    c["state"],
+                    c.get("codec") or "-",
+                    f"{c['fps']:g}" if c.get("fps") is not None else "-",
+                    f"{c['bitrate_kbps']:g}" if c.get("bitrate_kbps") is not None else "-",
+                    str(c["sessions_opened"]),
+                    snapshot_age(c, now),
+                    c["detail"] if c["state"] != "live" else (c.get("last_error") and f"last error: {c['last_error']}") or "",
+                )
+            )
+        lines.append(indent(table(rows, ("camera", "state", "codec", "fps", "kbit/s", "sessions", "snapshot", "detail"))))
+    disk = status.document.get("disk") or {}
+    for kind, entry in sorted(disk.items()):
+        note = "" if entry["writing"] else "  PAUSED: below storage.min_free_percent"
+        lines.append(f"  {kind}: {entry['path']} {entry['free_percent']:g}% free{note}")
+    return "\n".join(lines)
+
+
+def snapshot_age(camera: dict, now: float) -> str:
+    taken = (camera.get("snapshots") or {}).get("latest_at")
+    return f"{now - taken:.0f} s ago" if taken else "-"
+
+
+def indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
