@@ -557,8 +557,11 @@ def main(argv: list[str]) -> int:
     config = parse_args(argv)
     Gst.init(None)
     server, nvr = make_server(config)
-    if not server.attach(None):
-        log(f"could not listen on {config.listen}:{config.port}")
+    try:
+        # What server.attach() does, but its error says why (attach() only returns 0).
+        server.create_source(None).attach(None)
+    except GLib.Error as exc:
+        log(f"could not listen on {config.listen}:{config.port}: {exc.message}")
         return 1
     pool = server.get_session_pool()
     GLib.timeout_add_seconds(SESSION_CLEANUP_SECONDS, lambda: pool.cleanup() >= 0)
