@@ -194,6 +194,8 @@ class FakeNvr:
                 if time.monotonic() > deadline:
                     raise LabError(f"the fake NVR did not print 'ready' within {READY_TIMEOUT_SECONDS} s; its log:\n{procs.log_tail(self.log)}")
                 time.sleep(0.05)
+            # It has read the password by now: the file need not stay on disk while the NVR runs.
+            self._remove_password_file()
             if self.port == 0:
                 self.port = self.stats().port
         except BaseException:
@@ -217,11 +219,14 @@ class FakeNvr:
                 procs.reap(self.ref.pid)
                 self.ref = None
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / "fake_nvr.password").unlink()
+            self._remove_password_file()
             if self._short_dir is not None:
                 shutil.rmtree(self._short_dir, ignore_errors=True)
                 self._short_dir = None
+
+    def _remove_password_file(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / "fake_nvr.password").unlink()
 
     def __enter__(self) -> FakeNvr:
         return self.start()
