@@ -33,8 +33,10 @@ clients are attributed too). One that closes before naming a served path is
 counted in "unattributed" when it closes. Events: one per TCP client, the last
 10,000: {"time": connect time (epoch s), "client": serial, "address", "channel":
 N or null, "outcome": "accepted" | "refused", "reason": null | "limit" |
-"outage", "closed": epoch s or null, "plays", "unauthorized", "dropped"}; the
-fields after "outcome" change while the client lives.
+"outage", "closed": epoch s or null, "plays", "unauthorized", "dropped"};
+"channel" and the fields after "reason" change while the client lives.
+"sessions" in stats is gst's RTSP session pool: a client that vanished without
+a TEARDOWN (killed, dropped) keeps its session there for about 65 s.
 
 Control protocol: newline-delimited JSON on the unix socket given by --control
 (mode 0600). Send one JSON object per line, read one JSON line back per

@@ -83,7 +83,7 @@ class NvrStats:
     port: int
     max_sessions: int
     outage_remaining: float
-    sessions: int  # RTSP sessions in gst's pool: a client that vanished without TEARDOWN keeps one for 60 s
+    sessions: int  # RTSP sessions in gst's pool: a client that vanished without TEARDOWN keeps one ~65 s
     total: Counts
     channels: dict[int, Counts]
     unattributed: Counts
@@ -252,7 +252,10 @@ class FakeNvr:
         return NvrStats.from_json(self._call(request))
 
     def drop(self, channel: int | None = None) -> int:
-        """Close the connections of one channel's clients (all channels with None); returns how many."""
+        """Close the connections of one channel's clients (all channels with None); returns how many.
+
+        ffmpeg reading such a stream takes the closed connection for its end and exits with status 0.
+        """
         return int(self._call({"cmd": "drop", "channel": channel})["closed"])
 
     def outage(self, seconds: float) -> int:
