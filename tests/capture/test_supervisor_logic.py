@@ -278,3 +278,23 @@ def test_retention_deletes_old_days_and_nothing_else(tmp_path, keep_days):
     assert kept == sorted(expected_days + ["2026-13-99", "latest.jpg", "notes"])
     assert len(removed) == 10 - len(expected_days)
     assert outside.exists(), "only dated directories directly under a camera's own directory"
+
+
+def test_retention_keeps_going_past_a_directory_it_cannot_remove(tmp_path, monkeypatch):
+    base = tmp_path / "cam"
+    for day in ("2020-01-01", "2020-01-02"):
+        (base / day).mkdir(parents=True)
+    real_rmtree = capture.shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        if path.endswith("2020-01-01"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(capture.shutil, "rmtree", rmtree)
+    config = {"cameras": [{**camera_spec("cam"), "snapshot_dir": str(base), "snapshot_keep_days": 1}]}
+    lines = []
+    with pytest.raises(capture.CleanError):
+        capture.clean(config, datetime.date(2026, 11, 23), log=lines.append)
+    assert sorted(p.name for p in base.iterdir()) == ["2020-01-01"]
+    assert any("cannot remove" in line and "Permission denied" in line for line in lines)

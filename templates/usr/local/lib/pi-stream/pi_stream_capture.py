@@ -741,7 +741,8 @@ def escape_label(value: str) -> str:
 def clean(config: dict, today: datetime.date, log=print) -> list[Path]:
     """Delete dated directories older than each camera's keep_days. Only YYYY-MM-DD directories directly
     under a camera's own directory are candidates: nothing else is ever touched."""
-    removed = []
+    removed: list[Path] = []
+    failed: list[str] = []
     for camera in config["cameras"]:
         for key, keep_key in (("snapshot_dir", "snapshot_keep_days"), ("recording_dir", "recording_keep_days")):
             base, keep_days = camera[key], camera[keep_key]
@@ -756,10 +757,21 @@ def clean(config: dict, today: datetime.date, log=print) -> list[Path]:
                 except ValueError:
                     continue
                 if day < cutoff:
-                    shutil.rmtree(entry.path)
+                    try:
+                        shutil.rmtree(entry.path)
+                    except OSError as exc:  # one stubborn directory must not keep the others
+                        failed.append(entry.path)
+                        log(f"cannot remove {entry.path}: {exc.strerror}: {exc.filename}")
+                        continue
                     removed.append(Path(entry.path))
                     log(f"removed {entry.path} (older than {keep_days} days)")
+    if failed:
+        raise CleanError(f"{len(failed)} directories could not be removed")
     return removed
+
+
+class CleanError(Exception):
+    pass
 
 
 # ---------------------------------------------------------------- entry points
@@ -795,7 +807,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text(encoding="utf-8"))
     if args.command == "clean":
-        clean(config, args.today or datetime.date.today())
+        try:
+            clean(config, args.today or datetime.date.today())
+        except CleanError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         return 0
     supervisor = Supervisor(config, load_sources(), load_encoder_args(config["encoder_env"]))
     stopping = []
