@@ -35,9 +35,9 @@ def nvr(tmp_path_factory):
         yield server
 
 
-def supervisor_files(tmp_path: Path, nvr, cameras: list[dict], max_sessions: int) -> tuple[Path, Path, Path]:
+def supervisor_files(tmp_path: Path, nvr, cameras: list[dict], max_sessions: int, storage: dict | None = None) -> tuple[Path, Path, Path]:
     """Render a site for the fake NVR; return (capture.json, credentials dir, runtime dir)."""
-    storage = tmp_path / "storage"
+    snapshots = tmp_path / "storage"
     site_dir = write_site(
         tmp_path / "site",
         {
@@ -48,7 +48,7 @@ def supervisor_files(tmp_path: Path, nvr, cameras: list[dict], max_sessions: int
                     "path_template": "/ip{channel}/0", "max_sessions": max_sessions,
                 }
             },
-            "storage": {"snapshots_path": str(storage)},
+            "storage": {"snapshots_path": str(snapshots), **(storage or {})},
             "capture": {"retry_first_seconds": 2, "stall_seconds": 10},
             "cameras": cameras,
         },
@@ -169,5 +169,35 @@ def test_h265_channel_is_named_and_a_wrong_password_is_not_retried(nvr, tmp_path
         assert "401" in status["dock"]["detail"] and status["dock"]["sessions_opened"] == 1
         time.sleep(6)
         assert nvr.stats().channels[1].connections == 1, "no retry of a refused password before the re-probe"
+    finally:
+        stop_supervisor(process)
+
+
+def test_transcoded_h265_goes_live_and_recording_writes_playable_segments(nvr, tmp_path):
+    nvr.reset()
+    cameras = [
+        camera("attic", 4, transcode=True, width=320, height=180, fps=10),
+        camera("dock", 1, recording={"enabled": True, "segment_seconds": 10, "keep_days": 1}),
+    ]
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()  # the camera_capture role makes it on the Pi
+    config_path, credentials, runtime = supervisor_files(
+        tmp_path, nvr, cameras, max_sessions=2, storage={"recordings_path": str(recordings), "recordings_on_root_fs": True}
+    )
+    process = start_supervisor(config_path, credentials, tmp_path / "supervisor.log")
+    try:
+        wait_until(lambda: states(runtime) == {"attic": "live", "dock": "live"}, "both live", 40)
+        attic = next(c for c in read_status(runtime)["cameras"] if c["camera"] == "attic")
+        assert attic["codec"] == "hevc", "the source's codec, re-encoded to H.264 for the live output"
+        segments = recordings / "depot" / "dock"
+        wait_until(lambda: len(list(segments.glob("*/*.mp4"))) >= 2, "two recorded segments", 40)
+        first = sorted(segments.glob("*/*.mp4"))[0]
+        probe = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name:format=duration", "-of", "json", str(first)],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+        info = json.loads(probe.stdout)
+        assert info["streams"][0]["codec_name"] == "h264" and float(info["format"]["duration"]) > 1
+        assert nvr.stats().channels[1].connections == 1, "recording shares the camera's one session"
     finally:
         stop_supervisor(process)
