@@ -46,7 +46,8 @@ def test_second_deploy_changes_nothing(first_deploy, site_dir):
 
 def camera_pid(lab_env, host: str, camera: str) -> str:
     """The camera's ffmpeg, found by the RTMP URL it publishes to (the supervisor's child)."""
-    out = ssh(lab_env, host, "pgrep", "-f", "--", f"1935/live/{camera}$")
+    # One string: ssh hands it to the remote shell. The URL is followed by the snapshot outputs.
+    out = ssh(lab_env, host, f"pgrep -f -- '1935/live/{camera}( |$)'")
     return out.stdout.strip()
 
 
