@@ -34,6 +34,8 @@ HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 SOURCE_TYPES = ("testsrc", "v4l2", "libcamera", "rtsp")
 DEFAULT_ENCODERS = ("h264_v4l2m2m", "libx264")
 KNOWN_ENCODERS = ("h264_v4l2m2m", "h264_omx", "libx264", "libopenh264")
+# On the Pi: /srv holds what the host serves (FHS), and nginx serves the snapshots from here.
+DEFAULT_SNAPSHOTS_PATH = "/srv/pi-stream/snapshots"
 RTMP_PORT = 1935  # nginx-rtmp listens on 127.0.0.1 only, but the port is still taken on the host
 
 
@@ -197,7 +199,7 @@ class Site:
     # viewer -> the cameras they may watch; a viewer not named in site.yml `viewers:` sees every camera.
     camera_access: dict[str, tuple[str, ...]] = field(default_factory=dict)
     nvrs: tuple[Nvr, ...] = ()
-    storage: Storage = Storage("/var/lib/pi-stream/snapshots", "", False, 10)
+    storage: Storage = Storage(DEFAULT_SNAPSHOTS_PATH, "", False, 10)
     capture: CaptureSchedule = CaptureSchedule(2, 5, 300, 10, 1800, 20, 60)
     # Addresses (CIDR) allowed to scrape /metrics without logging in; the Pi itself always may.
     metrics_allow: tuple[str, ...] = ()
@@ -588,7 +590,7 @@ def parse_storage(section: Fields) -> Storage:
     path_re = re.compile(r"^/[A-Za-z0-9/_.-]*$")
     hint = "an absolute path like /mnt/usb/pi-stream"
     storage = Storage(
-        snapshots_path=section.string("snapshots_path", "/var/lib/pi-stream/snapshots", path_re, hint).rstrip("/") or "/",
+        snapshots_path=section.string("snapshots_path", DEFAULT_SNAPSHOTS_PATH, path_re, hint).rstrip("/") or "/",
         recordings_path=section.string("recordings_path", "", path_re, hint).rstrip("/"),
         recordings_on_root_fs=section.boolean("recordings_on_root_fs", False),
         min_free_percent=section.integer("min_free_percent", 10, 1, 90),

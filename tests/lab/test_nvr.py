@@ -155,7 +155,7 @@ def test_a_budget_of_sixteen_runs_all(depot, nvr, nvr_lab):
 
 
 def test_retention_removes_old_days_and_nothing_else(depot, nvr_lab):
-    base = "/var/lib/pi-stream/snapshots/depot/ch01"
+    base = "/srv/pi-stream/snapshots/depot/ch01"
     today = ssh(nvr_lab, "pi1", "date", "+%F").stdout.strip()
     old = ["2020-01-01", "2020-01-02"]
     # As the supervisor would have left them: owned by its user.

@@ -126,7 +126,7 @@ def test_one_source_session_feeds_live_snapshots_and_recording(make_site):
     assert dock["filter"].startswith("[0:v:0]fps=1/4,") and "pad=320:180" in dock["filter"]
     assert dock["recording"][dock["recording"].index("-c:v") + 1] == "copy"
     assert dock["recording"][-1] == "/mnt/usb/pi-stream/warehouse/dock/%Y-%m-%d/%H%M%S.mp4"
-    assert dock["snapshot_dir"] == "/var/lib/pi-stream/snapshots/warehouse/dock"
+    assert dock["snapshot_dir"] == "/srv/pi-stream/snapshots/warehouse/dock"
     assert "-skip_frame" not in attic["input"] and "{encoder_args}" in attic["live"], "transcode decodes every frame"
     assert attic["snapshot_dir"] == "" and attic["recording"] == []
     assert cameras["lobby"]["on_demand"] is True and cameras["gate"]["priority"] == 10

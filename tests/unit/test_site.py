@@ -248,5 +248,5 @@ def test_nvr_and_storage_mistakes_are_all_reported(tmp_path):
 
 def test_storage_dirs_follow_what_the_cameras_keep(make_site):
     site = load_site(make_site("nvr"))
-    assert role_vars(site, "pi1")["camera_capture"]["camera_capture_storage_dirs"] == ["/var/lib/pi-stream/snapshots", "/mnt/usb/pi-stream"]
+    assert role_vars(site, "pi1")["camera_capture"]["camera_capture_storage_dirs"] == ["/srv/pi-stream/snapshots", "/mnt/usb/pi-stream"]
     assert site.metrics_allow == ("192.0.2.0/24",)
