@@ -78,6 +78,18 @@ DEFAULT_PATHS: dict[str, str] = {
     "font": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 }
 
+# Programs and system files a rendered tree only reads: they stay where they are when paths move under a root.
+SYSTEM_PATH_KEYS = frozenset({"nginx_modules_include", "nginx_mime_types", "ffmpeg", "rpicam_vid", "nft", "font", "python3"})
+
+
+def paths_under(root: Path) -> dict[str, str]:
+    """DEFAULT_PATHS with every path the templates write moved under `root`: a Pi's tree in a temporary
+    directory, for the real tools (nginx -t, the supervisor) to run against off the Pi."""
+    paths = {key: value if key in SYSTEM_PATH_KEYS or not value else f"{root}{value}" for key, value in DEFAULT_PATHS.items()}
+    paths["nginx_temp_dir"] = str(root / "var/lib/nginx")
+    return paths
+
+
 NGINX_USER = "www-data"  # Debian's and Raspberry Pi OS's nginx worker user
 CAPTURE_USER = "pi-stream"  # a system user of its own: it owns the snapshots and recordings on disk
 RTMP_PORT = 1935

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import shutil
 import signal
@@ -50,27 +49,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pi_stream import credentials  # noqa: E402  (after the sys.path line above)
-from pi_stream.capture import source_credentials  # noqa: E402
+from pi_stream.lab.capture_run import SYSTEM_PYTHON, RenderedCapture, SupervisorProcess, kill_group, render_capture  # noqa: E402
 from pi_stream.lab.nvr import FakeNvr, fake_nvr  # noqa: E402
-from pi_stream.render import DEFAULT_PATHS, render_site  # noqa: E402
-from pi_stream.site import load_site  # noqa: E402
 
 from bench.report import publish  # noqa: E402
 
-SCRIPT = REPO / "templates/usr/local/lib/pi-stream/pi_stream_capture.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # the supervisor runs under Debian's Python on the Pi, stdlib only
 FFMPEG = "ffmpeg"
-HOST = "pi1"
 SITE = "bench"
 NVR_NAME = "shed"
 NVR_USER, NVR_PASSWORD = "admin", "bench nvr p@ss"
-VIEWER, VIEWER_PASSWORD = "bench", "bench-viewer-password"
 INTERVAL = 3  # seconds between snapshots, both ways
 OVERBUDGET_CAMERAS, OVERBUDGET_NVR_LIMIT = 16, 8
 RESTART_PAUSE = 1.0  # the hand-made restart loop's `sleep 1`
@@ -79,7 +70,6 @@ LIVE_TIMEOUT = 60  # all cameras live after the supervisor starts (plus stagger 
 RECOVERY_TIMEOUT = 360  # all cameras live again after an outage began
 BASELINE_RECOVERY_TIMEOUT = 30
 SNAPSHOT_RUN_TIMEOUT = 20  # one baseline snapshot ffmpeg
-SUPERVISOR_STOP_TIMEOUT = 20
 POLL = 0.05
 
 
@@ -139,29 +129,24 @@ def refused_camera_bounds(schedule: dict, window: float) -> dict:
 # ---------------------------------------------------------------- a rendered site
 
 
-def rooted_paths(root: Path) -> dict[str, str]:
-    """Every path the templates write, moved under root (tests/configs/tree.py's rule)."""
-    keep = {"nginx_modules_include", "nginx_mime_types", "ffmpeg", "rpicam_vid", "nft", "font", "python3"}
-    paths = {key: value if key in keep or not value else f"{root}{value}" for key, value in DEFAULT_PATHS.items()}
-    paths["nginx_temp_dir"] = str(root / "var/lib/nginx")
-    return paths
-
-
 def camera_name(channel: int) -> str:
     return f"cam{channel:02d}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rendered:
-    config_path: Path
-    credentials: Path
-    runtime: Path
+    """The shared rendering (pi_stream.lab.capture_run) plus where this bench's snapshots land."""
+
+    capture: RenderedCapture
     storage: Path
-    config: dict
 
     @property
     def schedule(self) -> dict:
-        return self.config["schedule"]
+        return self.capture.config["schedule"]
+
+    @property
+    def config(self) -> dict:
+        return self.capture.config
 
     def snapshot_dir(self, camera: str) -> Path:
         return self.storage / SITE / camera
@@ -169,8 +154,7 @@ class Rendered:
 
 def render(directory: Path, nvr: FakeNvr, cameras: int, max_sessions: int) -> Rendered:
     """A site with `cameras` RTSP cameras on channels 1..cameras of the fake NVR, rendered the way a Pi gets it."""
-    site_dir, storage = directory / "site", directory / "storage"
-    site_dir.mkdir(parents=True)
+    storage = directory / "storage"
     site = {
         "name": SITE,
         "nvrs": {
@@ -185,24 +169,7 @@ def render(directory: Path, nvr: FakeNvr, cameras: int, max_sessions: int) -> Re
             for n in range(1, cameras + 1)
         ],
     }  # fmt: skip
-    (site_dir / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
-    (site_dir / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": {HOST: {"ansible_host": "192.0.2.10"}}}}), encoding="utf-8")
-    credentials.add_user(site_dir, VIEWER, VIEWER_PASSWORD)
-    loaded = load_site(site_dir)
-    bundle = render_site(loaded, rooted_paths(directory / "root"))[HOST]
-    config = json.loads(bundle["etc/pi-stream/capture.json"].content)
-    for camera in config["cameras"]:
-        if camera["live"][-2:] != ["flv", f"rtmp://127.0.0.1:1935/live/{camera['name']}"]:
-            raise RuntimeError(f"capture.json's live output changed shape: {camera['live']}")
-        camera["live"][-1] = "/dev/null"  # nginx-rtmp is not running here
-    config_path = directory / "capture.json"
-    config_path.write_text(json.dumps(config, indent=1))
-    secrets = directory / "credentials"
-    secrets.mkdir(mode=0o700)
-    (secrets / "sources").write_text(json.dumps(source_credentials(loaded, HOST)))
-    runtime = Path(config["runtime_dir"])
-    runtime.mkdir(parents=True)
-    return Rendered(config_path, secrets, runtime, storage, config)
+    return Rendered(render_capture(directory, site), storage)
 
 
 # ---------------------------------------------------------------- processes and CPU
@@ -244,11 +211,6 @@ def children_cpu_seconds() -> float:
     return usage.children_user + usage.children_system
 
 
-def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
 def wait_for(condition: Callable[[], bool], seconds: float, what: str, check: Callable[[], None] | None = None) -> float:
     """Poll until condition() holds; the seconds it took, or TimeoutError naming `what`."""
     began = time.monotonic()
@@ -261,56 +223,11 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str, check: Ca
     raise TimeoutError(f"timed out after {seconds:g} s waiting for {what}")
 
 
-class Supervisor:
-    """pi_stream_capture.py serve, in its own session (its ffmpegs too), stopped whatever happens."""
+class Supervisor(SupervisorProcess):
+    """The shared supervisor process, plus what this bench measures of it."""
 
     def __init__(self, rendered: Rendered, log: Path) -> None:
-        self.rendered = rendered
-        self.log = log
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Supervisor:
-        env = {**os.environ, "CREDENTIALS_DIRECTORY": str(self.rendered.credentials)}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, str(SCRIPT), "serve", "--config", str(self.rendered.config_path)],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        return self
-
-    def check(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the supervisor exited with status {self.process.returncode}; its log:\n{tail}")
-
-    def stop(self) -> float | None:
-        """SIGTERM (it stops its ffmpegs), a bounded wait, then SIGKILL of the whole group; seconds it took."""
-        if self.process is None:
-            return None
-        began = time.monotonic()
-        took = None
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=SUPERVISOR_STOP_TIMEOUT)
-                    took = time.monotonic() - began
-                except subprocess.TimeoutExpired:
-                    kill_group(self.process)
-                    self.process.wait(timeout=10)
-        finally:
-            kill_group(self.process)  # an ffmpeg the supervisor left behind would keep an NVR session
-            self.process = None
-        return took
-
-    def status(self) -> dict:
-        try:
-            return json.loads((self.rendered.runtime / "status.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def cameras(self) -> dict[str, dict]:
-        return {c["camera"]: c for c in self.status().get("cameras", [])}
+        super().__init__(rendered.capture, log)
 
     def all_live(self, since: float = 0.0) -> bool:
         """Every camera live, and (with `since`) went live after that moment."""

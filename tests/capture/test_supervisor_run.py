@@ -7,19 +7,14 @@ The rendered capture.json is used as it is, except that the live FLV goes to
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from pi_stream.render import render_site
-from pi_stream.site import load_site
-from tests.capture.test_supervisor_logic import SCRIPT
-from tests.conftest import wait_until, write_site
-from tests.configs.tree import rooted_paths
+from pi_stream.lab.capture_run import RenderedCapture, SupervisorProcess, render_capture
+from tests.conftest import wait_until
 
 GI_CHECK = ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"]
 NVR_USER, NVR_PASSWORD = "admin", "nvr p@ss:word"
@@ -35,60 +30,21 @@ def nvr(tmp_path_factory):
         yield server
 
 
-def supervisor_files(tmp_path: Path, nvr, cameras: list[dict], max_sessions: int, storage: dict | None = None) -> tuple[Path, Path, Path]:
-    """Render a site for the fake NVR; return (capture.json, credentials dir, runtime dir)."""
-    snapshots = tmp_path / "storage"
-    site_dir = write_site(
-        tmp_path / "site",
-        {
-            "name": "depot",
-            "nvrs": {
-                "shed": {
-                    "host": "127.0.0.1", "port": nvr.port, "username": NVR_USER, "password": NVR_PASSWORD,
-                    "path_template": "/ip{channel}/0", "max_sessions": max_sessions,
-                }
-            },
-            "storage": {"snapshots_path": str(snapshots), **(storage or {})},
-            "capture": {"retry_first_seconds": 2, "stall_seconds": 10},
-            "cameras": cameras,
+def supervisor_files(tmp_path: Path, nvr, cameras: list[dict], max_sessions: int, storage: dict | None = None) -> RenderedCapture:
+    """A site on the fake NVR, rendered as the Pi gets it (pi_stream.lab.capture_run)."""
+    site = {
+        "name": "depot",
+        "nvrs": {
+            "shed": {
+                "host": "127.0.0.1", "port": nvr.port, "username": NVR_USER, "password": NVR_PASSWORD,
+                "path_template": "/ip{channel}/0", "max_sessions": max_sessions,
+            }
         },
-    )  # fmt: skip
-    root = tmp_path / "root"
-    bundle = render_site(load_site(site_dir), rooted_paths(root))["pi1"]
-    config = json.loads(bundle["etc/pi-stream/capture.json"].content)
-    for camera in config["cameras"]:
-        assert camera["live"][-2:] == ["flv", f"rtmp://127.0.0.1:1935/live/{camera['name']}"]
-        camera["live"][-1] = "/dev/null"
-    config_path = tmp_path / "capture.json"
-    config_path.write_text(json.dumps(config))
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    from pi_stream.capture import source_credentials
-
-    (credentials / "sources").write_text(json.dumps(source_credentials(load_site(site_dir), "pi1")))
-    runtime = Path(config["runtime_dir"])
-    runtime.mkdir(parents=True)
-    return config_path, credentials, runtime
-
-
-def start_supervisor(config_path: Path, credentials: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(credentials)}
-    return subprocess.Popen(
-        ["/usr/bin/python3", str(SCRIPT), "serve", "--config", str(config_path)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-
-
-def stop_supervisor(process: subprocess.Popen) -> float:
-    began = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        raise
-    return time.monotonic() - began
+        "storage": {"snapshots_path": str(tmp_path / "storage"), **(storage or {})},
+        "capture": {"retry_first_seconds": 2, "stall_seconds": 10},
+        "cameras": cameras,
+    }  # fmt: skip
+    return render_capture(tmp_path, site)
 
 
 def read_status(runtime: Path) -> dict:
@@ -113,8 +69,9 @@ def test_budget_one_session_per_camera_snapshots_and_a_dropped_channel(nvr, tmp_
         camera("yard", 2, priority=60, snapshots={"interval_seconds": 2, "keep_days": 1}),
         camera("gate", 3, priority=10),
     ]
-    config_path, credentials, runtime = supervisor_files(tmp_path, nvr, cameras, max_sessions=2)
-    process = start_supervisor(config_path, credentials, tmp_path / "supervisor.log")
+    rendered = supervisor_files(tmp_path, nvr, cameras, max_sessions=2)
+    runtime = rendered.runtime
+    supervisor = SupervisorProcess(rendered, tmp_path / "supervisor.log").start()
     try:
         wait_until(lambda: states(runtime) == {"dock": "live", "yard": "live", "gate": "waiting"}, "dock and yard live, gate waiting", 40)
         status = read_status(runtime)
@@ -147,21 +104,22 @@ def test_budget_one_session_per_camera_snapshots_and_a_dropped_channel(nvr, tmp_
         assert nvr.stats().channels[1].connections == 2, "one reconnection, no burst"
         assert states(runtime)["gate"] == "waiting", "the dropped camera kept its session slot while it backed off"
     finally:
-        took = stop_supervisor(process)
+        took = supervisor.stop()
     assert took < 15
     log = (tmp_path / "supervisor.log").read_text()
     assert NVR_PASSWORD not in log and "p%40ss" not in json.dumps(read_status(runtime))
-    assert subprocess.run(["pgrep", "-f", str(config_path)], capture_output=True, timeout=10).returncode == 1, "no ffmpeg left"
+    assert subprocess.run(["pgrep", "-f", str(rendered.config_path)], capture_output=True, timeout=10).returncode == 1, "no ffmpeg left"
 
 
 def test_h265_channel_is_named_and_a_wrong_password_is_not_retried(nvr, tmp_path):
     nvr.reset()
     cameras = [camera("attic", 4), camera("dock", 1)]
-    config_path, credentials, runtime = supervisor_files(tmp_path, nvr, cameras, max_sessions=2)
-    sources = json.loads((credentials / "sources").read_text())
+    rendered = supervisor_files(tmp_path, nvr, cameras, max_sessions=2)
+    runtime = rendered.runtime
+    sources = json.loads((rendered.credentials / "sources").read_text())
     sources["dock"] = sources["dock"].replace("word@", "wrong@")
-    (credentials / "sources").write_text(json.dumps(sources))
-    process = start_supervisor(config_path, credentials, tmp_path / "supervisor.log")
+    (rendered.credentials / "sources").write_text(json.dumps(sources))
+    supervisor = SupervisorProcess(rendered, tmp_path / "supervisor.log").start()
     try:
         wait_until(lambda: states(runtime) == {"attic": "disabled", "dock": "disabled"}, "both disabled", 40)
         status = {c["camera"]: c for c in read_status(runtime)["cameras"]}
@@ -170,7 +128,7 @@ def test_h265_channel_is_named_and_a_wrong_password_is_not_retried(nvr, tmp_path
         time.sleep(6)
         assert nvr.stats().channels[1].connections == 1, "no retry of a refused password before the re-probe"
     finally:
-        stop_supervisor(process)
+        supervisor.stop()
 
 
 def test_transcoded_h265_goes_live_and_recording_writes_playable_segments(nvr, tmp_path):
@@ -181,10 +139,11 @@ def test_transcoded_h265_goes_live_and_recording_writes_playable_segments(nvr, t
     ]
     recordings = tmp_path / "recordings"
     recordings.mkdir()  # the camera_capture role makes it on the Pi
-    config_path, credentials, runtime = supervisor_files(
+    rendered = supervisor_files(
         tmp_path, nvr, cameras, max_sessions=2, storage={"recordings_path": str(recordings), "recordings_on_root_fs": True}
     )
-    process = start_supervisor(config_path, credentials, tmp_path / "supervisor.log")
+    runtime = rendered.runtime
+    supervisor = SupervisorProcess(rendered, tmp_path / "supervisor.log").start()
     try:
         wait_until(lambda: states(runtime) == {"attic": "live", "dock": "live"}, "both live", 40)
         attic = next(c for c in read_status(runtime)["cameras"] if c["camera"] == "attic")
@@ -200,4 +159,4 @@ def test_transcoded_h265_goes_live_and_recording_writes_playable_segments(nvr, t
         assert info["streams"][0]["codec_name"] == "h264" and float(info["format"]["duration"]) > 1
         assert nvr.stats().channels[1].connections == 1, "recording shares the camera's one session"
     finally:
-        stop_supervisor(process)
+        supervisor.stop()

@@ -7,16 +7,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pi_stream.render import DEFAULT_PATHS, render_site
+from pi_stream.render import paths_under, render_site
 from pi_stream.site import load_site
 
 
-def rooted_paths(root: Path) -> dict[str, str]:
-    """Every path the templates write, moved under root; system files nginx only reads stay put."""
-    keep = {"nginx_modules_include", "nginx_mime_types", "ffmpeg", "rpicam_vid", "nft", "font", "python3"}
-    paths = {key: value if key in keep or not value else f"{root}{value}" for key, value in DEFAULT_PATHS.items()}
-    paths["nginx_temp_dir"] = str(root / "var/lib/nginx")
-    return paths
+# The one rule for moving a rendered tree under a temporary root lives with the renderer.
+rooted_paths = paths_under
 
 
 def install_tree(make_site, example: str, root: Path) -> Path:
