@@ -128,12 +128,21 @@ def recording_args(camera: Camera, site: Site) -> list[str]:
     ]  # fmt: skip
 
 
+def snapshot_root(site: Site) -> str:
+    """STORAGE/SITE: cameras' snapshot series below it, one directory each (nginx aliases it too)."""
+    return f"{site.storage.snapshots_path}/{site_slug(site)}"
+
+
+def recording_root(site: Site) -> str:
+    return f"{site.storage.recordings_path}/{site_slug(site)}" if site.storage.recordings_path else ""
+
+
 def snapshot_dir(camera: Camera, site: Site) -> str:
-    return f"{site.storage.snapshots_path}/{site_slug(site)}/{camera.name}"
+    return f"{snapshot_root(site)}/{camera.name}"
 
 
 def recording_dir(camera: Camera, site: Site) -> str:
-    return f"{site.storage.recordings_path}/{site_slug(site)}/{camera.name}" if camera.recording.enabled else ""
+    return f"{recording_root(site)}/{camera.name}" if camera.recording.enabled else ""
 
 
 def camera_config(camera: Camera, site: Site, paths: Mapping[str, str], publish_url: str) -> dict[str, Any]:

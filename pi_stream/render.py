@@ -178,8 +178,8 @@ def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, A
         "capture_user": CAPTURE_USER,
         "capture_config": capture_config(site, host, paths),
         "storage_dirs": storage_dirs(site, host),
-        "snapshot_root": f"{site.storage.snapshots_path}/{capture.site_slug(site)}",
-        "recording_root": f"{site.storage.recordings_path}/{capture.site_slug(site)}" if site.storage.recordings_path else "",
+        "snapshot_root": capture.snapshot_root(site),
+        "recording_root": capture.recording_root(site),
     }
 
 

@@ -29,6 +29,7 @@ from pi_stream.errors import CommandError, ExitStatus
 from pi_stream.proc import run
 from pi_stream.render import DEFAULT_PATHS, Bundle
 from pi_stream.site import INVENTORY_FILE, Camera, Host, Site
+from pi_stream.status import STALE_SECONDS
 
 HTTP_TIMEOUT = 10.0
 
@@ -219,7 +220,7 @@ def capture_state(session, url: str, camera: Camera, playlist: str, out: dict) -
         if response.status_code != 200:
             return False, f"status HTTP {response.status_code}"
         status = response.json()
-        if time.time() - status.get("updated", 0) > 15:
+        if time.time() - status.get("updated", 0) > STALE_SECONDS:
             return False, "status is stale: the capture supervisor is not running (journalctl -u pi-stream-capture)"
         if status["state"] == "live":
             break

@@ -114,6 +114,9 @@ class Camera:
             self.since = now
         self.state, self.detail = state, detail
 
+    def running_processes(self) -> list[subprocess.Popen]:
+        return [p for p in (self.proc, self.producer) if p is not None and p.poll() is None]
+
     def wants_to_run(self, now: float) -> bool:
         if self.disabled and now < self.retry_at:
             return False
@@ -199,23 +202,20 @@ class Supervisor:
             self.last_start[camera.nvr] = now
 
     def stop(self, camera: Camera, now: float, reason: str) -> None:
-        if camera.proc is None or camera.stopping:
-            return
-        camera.stopping, camera.exit_reason = True, reason
-        camera.kill_at = now + STOP_GRACE_SECONDS
-        for proc in (camera.proc, camera.producer):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
+        """Stop a run on purpose (budget, demand, shutdown): its exit is not a failure."""
+        self.end_run(camera, now, reason, failed=False)
 
     def kill_failed(self, camera: Camera, now: float, reason: str) -> None:
         """End a run that went wrong; its exit then counts as a failure with this reason."""
-        if camera.proc is None:
+        self.end_run(camera, now, reason, failed=True)
+
+    def end_run(self, camera: Camera, now: float, reason: str, failed: bool) -> None:
+        if camera.proc is None or camera.stopping:
             return
-        camera.exit_reason = reason
+        camera.stopping, camera.exit_reason = not failed, reason
         camera.kill_at = now + STOP_GRACE_SECONDS
-        for proc in (camera.proc, camera.producer):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
+        for proc in camera.running_processes():
+            proc.terminate()
 
     def read(self, camera: Camera, stream) -> None:
         try:
@@ -286,9 +286,8 @@ class Supervisor:
                 self.kill_failed(camera, now, camera.fatal)
             if camera.proc.poll() is None:
                 if camera.kill_at and now >= camera.kill_at:
-                    for proc in (camera.proc, camera.producer):
-                        if proc is not None and proc.poll() is None:
-                            proc.kill()
+                    for proc in camera.running_processes():
+                        proc.kill()
                 continue
             for stream in (camera.proc.stdout, camera.proc.stderr):
                 self.read(camera, stream)
@@ -530,16 +529,14 @@ class Supervisor:
 
     # ------------------------------------------------------------ status
 
+    def sessions_in_use(self, nvr: str) -> int:
+        return sum(1 for c in self.cameras if c.nvr == nvr and c.proc is not None)
+
     def camera_status(self, camera: Camera, now: float) -> dict:
         spec = camera.spec
         nvr = None
         if camera.nvr:
-            members = [c for c in self.cameras if c.nvr == camera.nvr]
-            nvr = {
-                "name": camera.nvr,
-                "sessions_in_use": sum(1 for c in members if c.proc is not None),
-                "max_sessions": self.budgets.get(camera.nvr, 1),
-            }
+            nvr = {"name": camera.nvr, "sessions_in_use": self.sessions_in_use(camera.nvr), "max_sessions": self.budgets.get(camera.nvr, 1)}
         recording = {"enabled": bool(spec["recording"]), "writing": camera.recording_on and camera.state == "live", "detail": ""}
         if spec["recording"] and not camera.recording_on:
             recording["detail"] = self.recording_block or "starts with the camera"
@@ -580,7 +577,7 @@ class Supervisor:
             {
                 "name": name,
                 "max_sessions": budget,
-                "sessions_in_use": sum(1 for c in self.cameras if c.nvr == name and c.proc is not None),
+                "sessions_in_use": self.sessions_in_use(name),
                 "waiting": [c.name for c in self.cameras if c.nvr == name and c.state == "waiting"],
             }
             for name, budget in self.budgets.items()
