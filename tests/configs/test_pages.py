@@ -44,7 +44,7 @@ def status_for(camera: str, now: float) -> dict:
         "last_error": None, "last_error_at": None, "retry_at": None, "failures": 0, "sessions_opened": 3, "priority": 50,
         "nvr": nvr, "snapshots": {"interval_seconds": 4, "latest_at": now - 2, "writing": True, "detail": ""},
         "recording": {"enabled": True, "writing": True, "detail": ""},
-        "disk": {"path": "/var/lib/pi-stream/media", "free_percent": 42.0, "writing": True}, "updated": now - 1,
+        "disk": {"path": "/srv/pi-stream/snapshots", "free_percent": 42.0, "writing": True}, "updated": now - 1,
     }
     if camera == "door":
         return {**base, "state": "live", "detail": "streaming"}
