@@ -73,28 +73,35 @@ def pipe_from(camera: Camera, site: Site, paths: Mapping[str, str]) -> list[str]
 
 
 def filter_graph(camera: Camera) -> str:
-    """Snapshots (and, for encoded cameras, the live picture) from the frames of the one input.
+    """Snapshots and thumbnails from the frames of the one input.
 
     A copied source is decoded only at keyframes (`-skip_frame nokey` on the
     input): snapshots cost a decode every GOP, not every frame, which matters
     on a Pi with many NVR channels.
+
+    The live picture of an encoded camera is never a branch of this graph.
+    ffmpeg 7 pulls a filter graph's outputs oldest first, so a live branch
+    beside an output that emits once every N seconds is held back and sent in
+    N-second bursts, and nginx-rtmp drops the publisher as idle. Mapping the
+    decoded input a second time gives live its own graph and its own pace.
     """
     rate = f"fps=1/{camera.snapshots.interval_seconds}"
-    snapshots = f"{rate},split=2[snap][small];[small]{thumbnail_filter()}[thumb]"
-    if not camera.encodes:
-        return f"[0:v:0]{snapshots}"
-    scale = f"scale={camera.width}:{camera.height}:force_original_aspect_ratio=decrease,fps={camera.fps}," if camera.transcode else ""
-    return f"[0:v:0]{scale}split=2[live][still];[still]{snapshots}"
+    return f"[0:v:0]{rate},split=2[snap][small];[small]{thumbnail_filter()}[thumb]"
 
 
 def live_args(camera: Camera, site: Site, publish_url: str) -> list[str]:
     tail = ["-bsf:v", "dump_extra=freq=keyframe", "-an", "-f", "flv", publish_url]
     if not camera.encodes:
         return ["-map", "0:v:0", "-c:v", "copy", *tail]
+    scale = (
+        ["-filter:v", f"scale={camera.width}:{camera.height}:force_original_aspect_ratio=decrease,fps={camera.fps}"]
+        if camera.transcode
+        else []
+    )
     gop = camera.fps * site.hls.fragment_seconds
     rate = f"{camera.bitrate_kbps}k"
     return [
-        "-map", "[live]", ENCODER_PLACEHOLDER, "-b:v", rate, "-maxrate", rate, "-bufsize", f"{camera.bitrate_kbps * 2}k",
+        "-map", "0:v:0", *scale, ENCODER_PLACEHOLDER, "-b:v", rate, "-maxrate", rate, "-bufsize", f"{camera.bitrate_kbps * 2}k",
         "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
         "-force_key_frames", f"expr:gte(t,n_forced*{site.hls.fragment_seconds})", *tail,
     ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -10,11 +11,13 @@ from pi_stream.console import Console
 from pi_stream.errors import ExitStatus
 from pi_stream.render import render_site
 from pi_stream.site import load_site
+from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
 
 LAB_NAME = "test-trixie"
+STEADY_SECONDS = 60
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +44,23 @@ def test_trixie_deploys_verifies_and_is_idempotent(trixie_site):
     assert result.ok, [(c.name, c.detail) for c in result.failed]
     again = run_deploy(trixie_site, Console(show_progress=False))
     assert again.status == ExitStatus.OK and again.stats["pi1"].changed == 0
+
+
+def test_trixie_live_stream_stays_up_beside_snapshots(trixie_site):
+    """ffmpeg 7 once held the live output back to the snapshot cadence: nginx-rtmp dropped it as idle every ~40 s."""
+    yard = camera_status(trixie_site)
+    # Long enough for several snapshot intervals and more than one drop_idle_publisher window.
+    time.sleep(max(0.0, STEADY_SECONDS - (yard["updated"] - yard["since"])))
+    yard = camera_status(trixie_site)
+    assert yard["state"] == "live" and yard["updated"] - yard["since"] >= STEADY_SECONDS, yard
+    assert (yard["failures"], yard["last_error"]) == (0, None), yard
+    assert yard["snapshots"]["latest_at"], yard
+    result = verify_site(trixie_site, render_site(trixie_site), VIEWER, VIEWER_PASSWORD)
+    assert result.ok, [(c.name, c.detail) for c in result.failed]
+
+
+def camera_status(site) -> dict:
+    status = read_host_status(site, "pi1")
+    assert not status.error, status.error
+    (yard,) = status.document["cameras"]
+    return yard
