@@ -148,6 +148,20 @@ def render(ctx: click.Context, site_dir: Path, out: Path, secrets_dir: Path | No
     console(ctx).info(f"rendered {count} files for {len(bundle)} host(s) into {out}")
 
 
+@cli.command("fetch-sources")
+@SITE_ARG
+@click.option(
+    "--cache", type=click.Path(file_okay=False, path_type=Path), help="Cache directory (default: $PI_STREAM_CACHE or ~/.cache/pi-stream)."
+)
+@click.pass_context
+def fetch_sources(ctx: click.Context, site_dir: Path, cache: Path | None) -> None:
+    """Download nginx's and the RTMP module's sources for the source method and check their sha256."""
+    from pi_stream.site import load_site
+    from pi_stream.workflows import run_fetch_sources
+
+    run_fetch_sources(load_site(site_dir), console(ctx), cache)
+
+
 @cli.command()
 @SITE_ARG
 @click.option("--check", is_flag=True, help="Dry run: show what would change (Ansible check mode).")

@@ -21,6 +21,7 @@ from typing import Any
 
 from pi_stream import PROJECT_ROOT
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
+from pi_stream.nginx_source import cache_root
 from pi_stream.site import INVENTORY_FILE, Site
 
 PLAYBOOK = PROJECT_ROOT / "playbooks" / "site.yml"
@@ -70,6 +71,8 @@ def playbook_argv(site: Site, check: bool = False, limit: str | None = None) -> 
         f"pi_stream_site={site.directory.resolve()}",
         "-e",
         f"pi_stream_bundle={bundle_dir(site)}",
+        "-e",
+        f"pi_stream_cache={cache_root()}",
     ]
     if check:
         argv.append("--check")
@@ -102,7 +105,8 @@ def playbook_env(site: Site) -> dict[str, str]:
 def check_reachable(site: Site, timeout: float = SSH_PROBE_TIMEOUT_SECONDS) -> None:
     """One line per unreachable host, before Ansible prints a wall of text about it."""
     problems = []
-    for host in site.hosts:
+    builders = [h for h in site.build_hosts if h.name == site.nginx_source.build_host and site.nginx_install_method == "source"]
+    for host in (*site.hosts, *builders):
         try:
             with socket.create_connection((host.address, host.ssh_port), timeout=timeout) as conn:
                 conn.settimeout(timeout)

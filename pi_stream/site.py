@@ -22,13 +22,24 @@ import yaml
 
 from pi_stream.credentials import VIEWERS_FILE, hash_problem, read_htpasswd
 from pi_stream.errors import SiteError
+from pi_stream.nginx_source import (
+    DEFAULT_NGINX_SOURCE,
+    NGINX_RELEASE_URL,
+    RTMP_MODULE_RELEASE_URL,
+    NginxSource,
+    SourceArchive,
+)
+from pi_stream.nginx_source import role_vars as nginx_source_vars
 
 SITE_FILE = "site.yml"
 INVENTORY_FILE = "inventory.yml"
+BUILDERS_GROUP = "pi_stream_builders"  # inventory group of hosts that only build packages
 
 # Names become file names, systemd instance names and URL path segments.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 NAME_HINT = "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+~]{0,40}$")
+SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 SOURCE_TYPES = ("testsrc", "v4l2", "libcamera", "rtsp")
@@ -203,6 +214,8 @@ class Site:
     capture: CaptureSchedule = CaptureSchedule(2, 5, 300, 10, 1800, 20, 60)
     # Addresses (CIDR) allowed to scrape /metrics without logging in; the Pi itself always may.
     metrics_allow: tuple[str, ...] = ()
+    nginx_source: NginxSource = DEFAULT_NGINX_SOURCE
+    build_hosts: tuple[Host, ...] = ()  # inventory group pi_stream_builders
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)
@@ -373,18 +386,23 @@ def read_yaml(path: Path, problems: Problems) -> Any:
         return None
 
 
-def load_inventory(path: Path, problems: Problems) -> tuple[Host, ...]:
-    """Hosts from an Ansible YAML inventory (all.hosts and nested children groups)."""
+def load_inventory(path: Path, problems: Problems) -> tuple[tuple[Host, ...], tuple[Host, ...]]:
+    """(appliance hosts, build hosts) from an Ansible YAML inventory (all.hosts and nested children groups).
+
+    Hosts of the `pi_stream_builders` group only build packages (nginx from
+    source); they are not provisioned as appliances.
+    """
     data = read_yaml(path, problems)
     if data is None:
-        return ()
+        return (), ()
     file = str(path)
     if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
         problems.add(file, "all", "the inventory must have a top-level 'all:' group (Ansible YAML inventory)")
-        return ()
+        return (), ()
     found: dict[str, Host] = {}
+    builders: dict[str, Host] = {}
 
-    def walk(group: dict, group_path: str) -> None:
+    def walk(group: dict, group_path: str, into: dict[str, Host]) -> None:
         hosts = group.get("hosts") or {}
         if not isinstance(hosts, dict):
             problems.add(file, f"{group_path}.hosts", "must be a mapping of host name to its variables")
@@ -402,7 +420,7 @@ def load_inventory(path: Path, problems: Problems) -> tuple[Host, ...]:
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
                 problems.add(file, f"{host_path}.ansible_port", f"{port!r} is not a TCP port (1-65535)")
                 port = 22
-            found.setdefault(
+            into.setdefault(
                 name,
                 Host(
                     name=name,
@@ -414,12 +432,15 @@ def load_inventory(path: Path, problems: Problems) -> tuple[Host, ...]:
         children = group.get("children") or {}
         if isinstance(children, dict):
             for child_name, child in children.items():
-                walk(child or {}, f"{group_path}.children.{child_name}")
+                target = builders if child_name == BUILDERS_GROUP else into
+                walk(child or {}, f"{group_path}.children.{child_name}", target)
 
-    walk(data["all"], "all")
+    walk(data["all"], "all", found)
+    for name in set(found) & set(builders):
+        problems.add(file, f"all.children.{BUILDERS_GROUP}.hosts.{name}", "a build host is not also an appliance host: list it once")
     if not found:
         problems.add(file, "all.hosts", "no hosts: add at least one Pi, e.g. `pi1: {ansible_host: 192.0.2.10}`")
-    return tuple(found.values())
+    return tuple(found.values()), tuple(builders.values())
 
 
 def load_viewers(path: Path, problems: Problems) -> tuple[str, ...]:
@@ -454,7 +475,7 @@ def load_site(directory: Path | str) -> Site:
     if not directory.is_dir():
         problems.add(str(directory), "", "not a directory (create a site with `pi-stream init DIR`)")
         problems.raise_if_any()
-    hosts = load_inventory(directory / INVENTORY_FILE, problems)
+    hosts, build_hosts = load_inventory(directory / INVENTORY_FILE, problems)
     viewers = load_viewers(directory / VIEWERS_FILE, problems)
     site_path = directory / SITE_FILE
     before = len(problems.items)
@@ -463,7 +484,7 @@ def load_site(directory: Path | str) -> Site:
         problems.raise_if_any()  # unparsable: field-level checks would only add noise
     if data is None:
         problems.add(str(site_path), "", "the file is empty: start from `pi-stream init`")
-    site = parse_site(data or {}, str(site_path), directory, hosts, viewers, problems)
+    site = parse_site(data or {}, str(site_path), directory, hosts, viewers, problems, build_hosts)
     problems.raise_if_any()
     assert site is not None
     return site
@@ -476,6 +497,7 @@ def parse_site(
     hosts: tuple[Host, ...],
     viewers: tuple[str, ...],
     problems: Problems,
+    build_hosts: tuple[Host, ...] = (),
 ) -> Site | None:
     top = Fields(data, "", file, problems)
     name = top.string("name", directory.resolve().name or "site")
@@ -515,6 +537,7 @@ def parse_site(
 
     nginx = top.sub("nginx")
     install_method = nginx.choice("install_method", ("package", "source"), "package")
+    nginx_source = parse_nginx_source(nginx.sub("source"), directory, build_hosts)
     nginx.done()
 
     auth_fields = top.sub("auth")
@@ -546,6 +569,8 @@ def parse_site(
         encoder_candidates=tuple(candidates),
         extra_tcp_ports=tuple(extra_ports),
         nginx_install_method=install_method,
+        nginx_source=nginx_source,
+        build_hosts=build_hosts,
         viewers=viewers,
         auth=auth,
         camera_access=camera_access,
@@ -554,6 +579,57 @@ def parse_site(
         capture=capture,
         metrics_allow=metrics_allow,
     )
+
+
+def parse_nginx_source(section: Fields, directory: Path, build_hosts: tuple[Host, ...]) -> NginxSource:
+    """`nginx.source: {nginx: {version, url|file, sha256}, rtmp_module: {...}, rtmp_module_link, build_host}`."""
+    nginx = parse_source_archive(section.sub("nginx"), DEFAULT_NGINX_SOURCE.nginx, NGINX_RELEASE_URL, directory)
+    module = parse_source_archive(section.sub("rtmp_module"), DEFAULT_NGINX_SOURCE.rtmp_module, RTMP_MODULE_RELEASE_URL, directory)
+    link = section.choice("rtmp_module_link", ("static", "dynamic"), "static")
+    build_host = section.string("build_host", "")
+    if build_host and build_host not in {h.name for h in build_hosts}:
+        known = ", ".join(h.name for h in build_hosts) or "none yet"
+        section.error(
+            "build_host",
+            f"{build_host!r} is not in the inventory group {BUILDERS_GROUP} (known: {known}); add it there: "
+            f"`all: {{children: {{{BUILDERS_GROUP}: {{hosts: {{{build_host}: {{ansible_host: ...}}}}}}}}}}`",
+        )
+        build_host = ""
+    section.done()
+    return NginxSource(nginx=nginx, rtmp_module=module, rtmp_module_link=link, build_host=build_host)
+
+
+def parse_source_archive(fields: Fields, default: SourceArchive, url_template: str, directory: Path) -> SourceArchive:
+    """A tarball by version and sha256, from `url` (default: the upstream release URL of the version) or a local `file`."""
+    given = {k for k in ("version", "url", "file", "sha256") if fields.data.get(k) is not None}
+    version = fields.string("version", default.version, VERSION_RE, "use the release's version, like 1.26.3")
+    sha256 = fields.string("sha256", "", SHA256_RE, "64 hexadecimal digits, as `sha256sum` prints").lower()
+    url = fields.string("url", "")
+    file_name = fields.string("file", "")
+    fields.done()
+    if not given:
+        return default
+    if given == {"sha256"}:
+        fields.error("sha256", "give the version (and url or file) this checksum belongs to")
+        return default
+    if not sha256:
+        if "sha256" not in given:
+            fields.error("sha256", "required with a version, url or file of your own: nothing is built from an unchecked download")
+        return default
+    if url and file_name:
+        fields.error("url", "give either url or file, not both")
+        return default
+    if file_name:
+        path = Path(file_name).expanduser()
+        path = path if path.is_absolute() else directory / path
+        if not path.is_file():
+            fields.error("file", f"{path} does not exist (a path relative to the site directory, or absolute)")
+            return default
+        return SourceArchive(field=fields.path, version=version, sha256=sha256, file=path.resolve())
+    if url and not re.match(r"^https?://[^/\s]+/\S+$", url):
+        fields.error("url", f"{url!r} is not an http:// or https:// URL of a file")
+        return default
+    return SourceArchive(field=fields.path, version=version, sha256=sha256, url=url or url_template.format(version=version))
 
 
 def parse_nvrs(section: Fields) -> tuple[Nvr, ...]:
@@ -888,6 +964,8 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
         "viewer_auth": {"viewer_auth_viewers_src": str(site.viewers_file.resolve())},
         "nginx_rtmp": {
             "nginx_rtmp_install_method": site.nginx_install_method,
+            # Only for the source method: a package site's bundle does not change with the build files.
+            "nginx_rtmp_source": nginx_source_vars(site.nginx_source) if site.nginx_install_method == "source" else {},
             "nginx_rtmp_tls_mode": tls_mode,
             "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
             "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",

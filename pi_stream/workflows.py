@@ -8,9 +8,10 @@ from typing import Any
 from pi_stream import credentials
 from pi_stream.console import Console, table
 from pi_stream.deploy import DeployResult, deploy
+from pi_stream.nginx_source import fetch_sources
 from pi_stream.errors import ExitStatus, PiStreamError, VerifyError
 from pi_stream.render import render_site
-from pi_stream.site import Site, load_site
+from pi_stream.site import SITE_FILE, Site, load_site
 from pi_stream.verify import Check, VerifyResult, verify_site
 
 DEMO_LAB = "demo"
@@ -40,11 +41,24 @@ class DeployProgress:
             self.console.progress(f"      {kind.upper()}: {event['host']}: {first_line}")
 
 
+def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -> list[Path]:
+    """The source method's tarballs in the controller's cache, checked; nothing for the package method."""
+    if site.nginx_install_method != "source":
+        return []
+    source = site.nginx_source
+    console.progress(
+        f"nginx {source.nginx.version} with nginx-rtmp-module {source.rtmp_module.version} from source: checking the tarballs"
+    )
+    return fetch_sources(source, str(site.directory / SITE_FILE), cache, console.progress)
+
+
 def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:
     hosts = ", ".join(f"{h.name} ({h.address})" for h in site.hosts)
     console.progress(f"deploying {site.name} to {hosts}{' in check mode' if check else ''}")
     for line in budget_notes(site):
         console.info(f"note: {line}")
+    # Before Ansible starts: a wrong checksum is a mistake in site.yml (exit 3) and changes nothing anywhere.
+    run_fetch_sources(site, console)
     result = deploy(site, check=check, on_event=DeployProgress(console))
     rows = [
         (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))

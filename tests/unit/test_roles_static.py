@@ -327,10 +327,15 @@ def test_playbook_loads_secrets_with_no_log_and_the_bundle_holds_none(make_site,
 def test_playbook_shape():
     render, provision = load(ROOT / "playbooks/site.yml")
     assert render["hosts"] == "all" and render["gather_facts"] is False
-    (task,) = render["tasks"]
-    assert task["run_once"] is True and task["delegate_to"] == "localhost"
-    assert task["changed_when"] is False and task["check_mode"] is False
-    assert argv_of(task)[:4] == ["{{ ansible_playbook_python }}", "-m", "pi_stream", "render"]
+    # On the controller, before any host changes: render the bundle, then fetch and check nginx's sources.
+    assert [argv_of(task)[:4] for task in render["tasks"]] == [
+        ["{{ ansible_playbook_python }}", "-m", "pi_stream", command] for command in ("render", "fetch-sources")
+    ]
+    for task in render["tasks"]:
+        assert task["run_once"] is True and task["delegate_to"] == "localhost"
+        assert task["changed_when"] is False and task["check_mode"] is False
+    # Build hosts only build packages; they are never provisioned as appliances.
+    assert provision["hosts"] == "all:!pi_stream_builders"
     assert [r["role"] for r in provision["roles"]] == ROLE_ORDER
     assert provision["any_errors_fatal"] is False
     include = provision["pre_tasks"][0]["ansible.builtin.include_vars"]

@@ -1,0 +1,142 @@
+"""nginx with nginx-rtmp-module built from source on a simulated Pi: checked sources, one build per set of inputs, clean switches.
+
+A lab of its own ("srctest", one Pi) and a controller cache of its own (a
+temporary PI_STREAM_CACHE), so the first deploy really builds. The sources
+are the defaults: Debian's archive copies of the upstream release tarballs.
+The tests run in order: each starts from the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pi_stream.console import Console
+from pi_stream.errors import ExitStatus, SiteError
+from pi_stream.nginx_source import CONFIGURE_FLAGS
+from pi_stream.render import render_site
+from pi_stream.site import load_site
+from pi_stream.verify import verify_site
+from pi_stream.workflows import run_deploy
+from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+from tests.lab.conftest import ssh
+
+LAB = "srctest"
+SITE = {"name": "built", "cameras": [{"name": "yard", "source": {"type": "testsrc"}, "width": 320, "height": 180}]}
+
+
+@pytest.fixture(scope="module")
+def source_lab(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root; deselect them with -m 'not lab'")
+    from pi_stream import lab
+
+    cache = tmp_path_factory.mktemp("pi-stream-cache")
+    saved = os.environ.get("PI_STREAM_CACHE")
+    os.environ["PI_STREAM_CACHE"] = str(cache)
+    state = lab.up(LAB, hosts=1, progress=print)
+    try:
+        state.cache = cache
+        yield state
+    finally:
+        if saved is None:
+            os.environ.pop("PI_STREAM_CACHE", None)
+        else:
+            os.environ["PI_STREAM_CACHE"] = saved
+        if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
+            lab.down(LAB)
+
+
+@pytest.fixture(scope="module")
+def site_dir(source_lab, tmp_path_factory) -> Path:
+    directory = write_site(tmp_path_factory.mktemp("source") / "built", {**SITE, "nginx": {"install_method": "source"}})
+    source_lab.write_inventory(directory / "inventory.yml")
+    return directory
+
+
+def set_nginx(site_dir: Path, nginx: dict) -> None:
+    data = yaml.safe_load((site_dir / "site.yml").read_text(encoding="utf-8"))
+    data["nginx"] = nginx
+    (site_dir / "site.yml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def on_pi(lab_state, command: str) -> str:
+    result = ssh(lab_state, "pi1", command)
+    assert result.returncode == 0, (command, result.stderr)
+    return result.stdout
+
+
+def deploy_and_verify(site_dir: Path):
+    site = load_site(site_dir)
+    result = run_deploy(site, Console())
+    assert result.status == ExitStatus.OK, result.failures
+    verified = verify_site(site, render_site(site), VIEWER, VIEWER_PASSWORD)
+    assert verified.ok, [(c.name, c.detail) for c in verified.failed]
+    return result
+
+
+def packages(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.glob("packages/*/*.deb"))
+
+
+def test_wrong_checksum_stops_before_anything_changes(source_lab, site_dir):
+    wrong = "0" * 64
+    set_nginx(site_dir, {"install_method": "source", "source": {"rtmp_module": {"version": "1.2.2", "sha256": wrong}}})
+    with pytest.raises(SiteError) as caught:
+        run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert caught.value.status == ExitStatus.INVALID_SITE
+    ((file, field, message),) = caught.value.problems
+    assert (Path(file).name, field) == ("site.yml", "nginx.source.rtmp_module.sha256")
+    assert wrong in message and "nothing was built or changed" in message
+    # Nothing reached the Pi: no nginx, no build directory, no package built or cached.
+    assert ssh(source_lab, "pi1", "test -e /usr/sbin/nginx || test -e /var/cache/pi-stream-build").returncode == 1
+    assert packages(source_lab.cache) == []
+
+
+def test_source_build_serves_and_builds_once(source_lab, site_dir):
+    set_nginx(site_dir, {"install_method": "source"})
+    deploy_and_verify(site_dir)
+
+    version = on_pi(source_lab, "nginx -V 2>&1")
+    assert "nginx version: nginx/1.26.3" in version
+    configured = version.split("configure arguments:", 1)[1].split()
+    assert set(CONFIGURE_FLAGS) <= set(configured)
+    assert any(flag.startswith("--add-module=") and flag.endswith("/nginx-rtmp-module") for flag in configured)
+    status = on_pi(source_lab, "dpkg-query --show --showformat='${db:Status-Status} ${Version}' pi-stream-nginx")
+    assert status.startswith("installed 1.26.3-0pistream+")
+    # The package's pin: apt would not install the distribution's nginx, even asked to.
+    assert "Candidate: (none)" in on_pi(source_lab, "apt-cache policy nginx")
+    assert ssh(source_lab, "pi1", "test -e /var/cache/pi-stream-build").returncode == 1
+    (package,) = packages(source_lab.cache)
+    assert status.split()[1] in package
+
+    again = run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert again.status == ExitStatus.OK, again.failures
+    assert again.stats["pi1"].changed == 0, "an unchanged build runs nothing: idempotence from Ansible's stats"
+    assert packages(source_lab.cache) == [package]
+
+
+def test_switching_to_the_package_and_back_leaves_nothing_behind(source_lab, site_dir):
+    set_nginx(site_dir, {"install_method": "package"})
+    deploy_and_verify(site_dir)
+    assert on_pi(source_lab, "dpkg-query --show --showformat='${db:Status-Status}' nginx") == "installed"
+    # Purged, not only removed: no trace of the build in dpkg, apt, systemd or /etc.
+    assert ssh(source_lab, "pi1", "dpkg-query --show pi-stream-nginx").returncode != 0
+    assert ssh(source_lab, "pi1", "test -e /etc/apt/preferences.d/pi-stream-nginx").returncode == 1
+    assert on_pi(source_lab, "find /etc/nginx -name '*.dpkg-*'") == ""
+    assert on_pi(source_lab, "systemctl list-unit-files --no-legend 'nginx*'").split()[0] == "nginx.service"
+    assert len(on_pi(source_lab, "systemctl list-unit-files --no-legend 'nginx*'").splitlines()) == 1
+    assert on_pi(source_lab, "dpkg -S /usr/sbin/nginx").split(":")[0] in ("nginx", "nginx-core")
+
+    # Back, with the module loaded dynamically: a changed input, so one new package.
+    set_nginx(site_dir, {"install_method": "source", "source": {"rtmp_module_link": "dynamic"}})
+    deploy_and_verify(site_dir)
+    version = on_pi(source_lab, "nginx -V 2>&1")
+    assert "--add-dynamic-module=" in version
+    assert on_pi(source_lab, "cat /etc/nginx/modules-enabled/50-mod-rtmp.conf").strip() == "load_module modules/ngx_rtmp_module.so;"
+    assert on_pi(source_lab, "dpkg -S /usr/lib/nginx/modules/ngx_rtmp_module.so").startswith("pi-stream-nginx:")
+    assert ssh(source_lab, "pi1", "dpkg-query --show nginx-common").returncode != 0, "the distribution's nginx was purged"
+    assert len(packages(source_lab.cache)) == 2
