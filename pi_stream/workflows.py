@@ -25,6 +25,7 @@ class DeployProgress:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.task_count = 0
+        self.minutes_reported: dict[str, int] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
@@ -34,6 +35,11 @@ class DeployProgress:
             self.task_count += 1
             prefix = "handler" if event.get("handler") else f"[{self.task_count:3d}]"
             self.console.progress(f"{prefix} {event['task']}")
+        elif kind == "async_poll":
+            minutes, key = int(event["elapsed"] // 60), f"{event['host']} {event['task']}"
+            if minutes > self.minutes_reported.get(key, 0):
+                self.minutes_reported[key] = minutes
+                self.console.progress(f"      still running on {event['host']}: {minutes} min")
         elif kind == "ok" and event.get("changed"):
             self.console.progress(f"      changed: {event['host']}")
         elif kind in ("failed", "unreachable") and not event.get("ignored"):

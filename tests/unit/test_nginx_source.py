@@ -195,3 +195,22 @@ def test_an_unreachable_url_says_what_to_do(tarball_server, tmp_path):
         fetch(archive(f"{base}/missing.tar.gz"), "site.yml", tmp_path)
     assert "404" in str(caught.value) and "file:" in str(caught.value)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_long_build_reports_each_minute_once():
+    import io
+
+    from pi_stream.console import Console
+    from pi_stream.workflows import DeployProgress
+
+    err = io.StringIO()
+    progress = DeployProgress(Console(out=io.StringIO(), err=err))
+    task = "nginx_rtmp : Build nginx with nginx-rtmp-module into pi-stream-nginx_1.26.3_amd64.deb"
+    for elapsed in (10, 50, 61, 70, 125, 130):
+        progress({"event": "async_poll", "host": "pi1", "task": task, "elapsed": elapsed})
+    progress({"event": "async_poll", "host": "pi2", "task": task, "elapsed": 65})
+    assert err.getvalue().splitlines() == [
+        "      still running on pi1: 1 min",
+        "      still running on pi1: 2 min",
+        "      still running on pi2: 1 min",
+    ]

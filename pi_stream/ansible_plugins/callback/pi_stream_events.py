@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -27,6 +28,10 @@ class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "stdout"
     CALLBACK_NAME = "pi_stream_events"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._async_started: dict[tuple, float] = {}
 
     def _emit(self, event: str, **fields) -> None:
         sys.stdout.write(json.dumps({"event": event, **fields}, default=str) + "\n")
@@ -67,6 +72,12 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_unreachable(self, result) -> None:
         self._result("unreachable", result)
+
+    def v2_runner_on_async_poll(self, result) -> None:
+        # Long tasks (the nginx source build) poll every few seconds: report how long they have run.
+        key = (result._host.get_name(), result._result.get("ansible_job_id"))
+        started = self._async_started.setdefault(key, time.monotonic())
+        self._emit("async_poll", host=key[0], task=result._task.get_name(), elapsed=round(time.monotonic() - started, 1))
 
     def v2_runner_on_skipped(self, result) -> None:
         self._emit("skipped", host=result._host.get_name(), task=result._task.get_name())

@@ -52,7 +52,7 @@ find "$root/etc/nginx" -type f ! -name mime.types -delete
 mkdir -p "$root/etc/nginx/conf.d" "$root/etc/nginx/sites-available" "$root/etc/nginx/sites-enabled" \
     "$root/etc/nginx/modules-enabled" "$root/var/lib/nginx" "$root/var/log/nginx"
 if [ "$link" = dynamic ]; then
-    echo 'load_module modules/ngx_rtmp_module.so;' > "$root/etc/nginx/modules-enabled/50-mod-rtmp.conf"
+    echo 'load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;' > "$root/etc/nginx/modules-enabled/50-mod-rtmp.conf"
 fi
 install -D -m 0644 "$files/nginx.service" "$root/usr/lib/systemd/system/nginx.service"
 install -D -m 0644 "$files/nginx.logrotate" "$root/etc/logrotate.d/nginx"
