@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    name = f"bench-build-{args.arch}"
+    name = f"bbuild-{args.arch}"
     work = Path(tempfile.mkdtemp(prefix="pi-stream-bench-build-"))
     cache = work / "cache"
     started = time.monotonic()
