@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from pi_stream.errors import LabError
+from pi_stream.site import BUILDERS_GROUP
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 SUITES = ("bookworm", "trixie")
@@ -66,8 +67,11 @@ class Lab:
                 return host
         raise LabError(f"lab {self.name} has no host {name!r} (hosts: {', '.join(h.name for h in self.hosts)})")
 
-    def write_inventory(self, path: Path, extra_vars: dict | None = None) -> None:
-        """An Ansible YAML inventory for the lab hosts, with the lab's key and exact known_hosts."""
+    def write_inventory(self, path: Path, extra_vars: dict | None = None, builders: tuple[str, ...] = ()) -> None:
+        """An Ansible YAML inventory for the lab hosts, with the lab's key and exact known_hosts.
+
+        Hosts named in `builders` go into the pi_stream_builders group: they only build packages.
+        """
         ssh_args = f"-o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         hosts = {
             host.name: {
@@ -79,7 +83,9 @@ class Lab:
             }
             for host in self.hosts
         }
-        inventory: dict = {"all": {"hosts": hosts}}
+        inventory: dict = {"all": {"hosts": {n: v for n, v in hosts.items() if n not in builders}}}
+        if builders:
+            inventory["all"]["children"] = {BUILDERS_GROUP: {"hosts": {n: hosts[n] for n in builders}}}
         if extra_vars:
             inventory["all"]["vars"] = extra_vars
         path = Path(path)

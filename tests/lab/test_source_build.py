@@ -1,7 +1,8 @@
 """nginx with nginx-rtmp-module built from source on a simulated Pi: checked sources, one build per set of inputs, clean switches.
 
-A lab of its own ("srctest", one Pi) and a controller cache of its own (a
-temporary PI_STREAM_CACHE), so the first deploy really builds. The sources
+A lab of its own ("srctest": pi1 the appliance, pi2 a build host in the last
+test) and a controller cache of its own (a temporary PI_STREAM_CACHE), so the
+first deploy really builds. The sources
 are the defaults: Debian's archive copies of the upstream release tarballs.
 The tests run in order: each starts from the state the previous one left.
 """
@@ -25,6 +26,9 @@ from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
 from tests.lab.conftest import ssh
 
 LAB = "srctest"
+# Debian 12's own nginx release (its archive's copy of nginx.org's tarball).
+OLDER_NGINX_URL = "https://deb.debian.org/debian/pool/main/n/nginx/nginx_1.22.1.orig.tar.gz"
+OLDER_NGINX_SHA256 = "9ebb333a9e82b952acd3e2b4aeb1d4ff6406f72491bab6cd9fe69f0dea737f31"
 SITE = {"name": "built", "cameras": [{"name": "yard", "source": {"type": "testsrc"}, "width": 320, "height": 180}]}
 
 
@@ -49,7 +53,7 @@ def source_lab(cache):
         pytest.fail("lab tests need root; deselect them with -m 'not lab'")
     from pi_stream import lab
 
-    state = lab.up(LAB, hosts=1, progress=print)
+    state = lab.up(LAB, hosts=2, progress=print)
     try:
         yield state
     finally:
@@ -60,8 +64,16 @@ def source_lab(cache):
 @pytest.fixture(scope="module")
 def site_dir(source_lab, tmp_path_factory) -> Path:
     directory = write_site(tmp_path_factory.mktemp("source") / "built", {**SITE, "nginx": {"install_method": "source"}})
-    source_lab.write_inventory(directory / "inventory.yml")
+    write_inventory(source_lab, directory)
     return directory
+
+
+def write_inventory(lab_state, site_dir: Path, builders: tuple[str, ...] = ()) -> None:
+    """pi1 is the appliance; pi2 is either left out or a build host."""
+    lab_state.write_inventory(site_dir / "inventory.yml", builders=builders)
+    inventory = yaml.safe_load((site_dir / "inventory.yml").read_text(encoding="utf-8"))
+    inventory["all"]["hosts"].pop("pi2", None)
+    (site_dir / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
 
 
 def set_nginx(site_dir: Path, nginx: dict) -> None:
@@ -155,3 +167,19 @@ def test_switching_to_the_package_and_back_leaves_nothing_behind(source_lab, sit
     assert on_pi(source_lab, "dpkg -S /usr/lib/nginx/modules/ngx_rtmp_module.so").startswith("pi-stream-nginx:")
     assert package_state(source_lab, "nginx-common") in ("", "not-installed"), "purged, not left in state config-files"
     assert len(packages(cache)) == 2
+
+
+def test_a_build_host_builds_and_is_not_provisioned(source_lab, site_dir, cache):
+    """Bookworm's own nginx release, given by version, URL and sha256, built on pi2 for pi1."""
+    write_inventory(source_lab, site_dir, builders=("pi2",))
+    older = {"version": "1.22.1", "sha256": OLDER_NGINX_SHA256, "url": OLDER_NGINX_URL}
+    set_nginx(site_dir, {"install_method": "source", "source": {"nginx": older, "build_host": "pi2"}})
+    deploy_and_verify(site_dir)
+    assert "nginx version: nginx/1.22.1" in on_pi(source_lab, "nginx -V 2>&1")
+    # The new binary is the one serving, not only the one on disk.
+    assert on_pi(source_lab, "readlink /proc/$(cat /run/nginx.pid)/exe").strip() == "/usr/sbin/nginx"
+    # pi2 built (it has the tools) and is nothing else: no nginx, no build left, no appliance.
+    assert ssh(source_lab, "pi2", "command -v gcc").returncode == 0
+    leftovers = "test -e /usr/sbin/nginx || test -e /var/cache/pi-stream-build || test -e /etc/pi-stream"
+    assert ssh(source_lab, "pi2", leftovers).returncode == 1
+    assert len(packages(cache)) == 3
