@@ -5,6 +5,7 @@ Set PI_STREAM_KEEP_LAB=1 to leave the lab up for debugging (`pi-stream lab ssh -
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -26,18 +27,25 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.lab)
 
 
-@pytest.fixture(scope="session")
-def lab_env():
+@contextlib.contextmanager
+def booted_lab(name: str, hosts: int, suite: str = "bookworm"):
+    """A lab of its own for a test module; down afterwards unless PI_STREAM_KEEP_LAB=1."""
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces, systemd-nspawn); deselect them with -m 'not lab'")
     from pi_stream import lab
 
-    state = lab.up(LAB_NAME, hosts=2, progress=print)
+    state = lab.up(name, hosts=hosts, suite=suite, progress=print)
     try:
         yield state
     finally:
         if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
-            lab.down(LAB_NAME)
+            lab.down(name)
+
+
+@pytest.fixture(scope="session")
+def lab_env():
+    with booted_lab(LAB_NAME, hosts=2) as state:
+        yield state
 
 
 @pytest.fixture(scope="session")

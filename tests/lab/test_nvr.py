@@ -8,7 +8,6 @@ its limit like a consumer NVR, and counts every one.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import budget_notes, run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import ssh
+from tests.lab.conftest import booted_lab, ssh
 
 LAB = "nvrtest"
 CHANNELS = 16
@@ -33,16 +32,8 @@ SCHEDULE = {"retry_first_seconds": 5, "retry_max_seconds": 300, "disable_after_f
 
 @pytest.fixture(scope="module")
 def nvr_lab():
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root; deselect them with -m 'not lab'")
-    from pi_stream import lab
-
-    state = lab.up(LAB, hosts=1, progress=print)
-    try:
+    with booted_lab(LAB, hosts=1) as state:
         yield state
-    finally:
-        if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
-            lab.down(LAB)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
-from tests.lab.conftest import ssh
+from tests.lab.conftest import booted_lab, ssh
 
 LAB = "srctest"
 # Debian 12's own nginx release (its archive's copy of nginx.org's tarball).
@@ -49,16 +49,8 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source_lab(cache):
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root; deselect them with -m 'not lab'")
-    from pi_stream import lab
-
-    state = lab.up(LAB, hosts=2, progress=print)
-    try:
+    with booted_lab(LAB, hosts=2) as state:
         yield state
-    finally:
-        if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
-            lab.down(LAB)
 
 
 @pytest.fixture(scope="module")

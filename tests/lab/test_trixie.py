@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -15,6 +14,7 @@ from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+from tests.lab.conftest import booted_lab
 
 LAB_NAME = "test-trixie"
 STEADY_SECONDS = 60
@@ -22,19 +22,13 @@ STEADY_SECONDS = 60
 
 @pytest.fixture(scope="module")
 def trixie_site(tmp_path_factory):
-    from pi_stream import lab
-
-    state = lab.up(LAB_NAME, hosts=1, suite="trixie", progress=print)
-    try:
+    with booted_lab(LAB_NAME, hosts=1, suite="trixie") as state:
         directory = write_site(
             tmp_path_factory.mktemp("trixie") / "site",
             {"name": "trixie", "cameras": [{"name": "yard", "source": {"type": "testsrc"}}]},
         )
         state.write_inventory(directory / "inventory.yml")
         yield load_site(directory)
-    finally:
-        if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
-            lab.down(LAB_NAME)
 
 
 def test_trixie_deploys_verifies_and_is_idempotent(trixie_site):
