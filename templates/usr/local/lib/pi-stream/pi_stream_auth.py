@@ -15,6 +15,13 @@ user may watch, and stops working as soon as the user is removed, their
 password changes or their camera is taken away (at the next deploy).
 The key sits on both sides of the MD5 input: no length extension.
 
+DVRs (viewer_auth in front of a proxied DVR's web interface): the DVR's own
+virtual host has a small login page posting to /auth/dvr/NAME/login, and nginx
+asks /auth/dvr/NAME/check (auth_request) before every proxied request. The
+cookie is "USER~EXPIRES~HMAC-SHA256(site key, "dvr", NAME, USER, EXPIRES, USER'S
+STORED HASH)": good for that DVR only, checked without bcrypt, and void once the
+password changes or the viewer leaves the DVR's list (access.json's "dvrs").
+
 Subcommands:
   serve       the login service (systemd socket activation, or --listen for tests)
   nginx-map   print the nginx map of token keys (root only: it holds secrets)
@@ -38,6 +45,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +65,9 @@ SESSION_COOKIE = "pi_stream_session"
 # cookies"). It proves a past login, not the password: the password is still checked.
 DEVICE_COOKIE = "pi_stream_device"
 DEVICE_SECONDS = 180 * 86400
+# Host-only, on the DVR's own host name: its web pages and its WebSocket ports (cookies ignore the port) send it.
+DVR_COOKIE = "pi_stream_dvr"
+DVR_ROUTE_RE = re.compile(r"^/auth/dvr/([a-z0-9][a-z0-9_-]{0,31})/(login|check|logout)$")
 MAX_BODY = 1024
 # One bcrypt check at a time: on a Pi, each takes a core for ~0.5 s. Waiting
 # requests queue up to this long, then get 503; nginx's limit_req keeps the
@@ -77,6 +88,7 @@ class Config:
 
     cameras: dict[str, str]  # name -> title, in page order
     access: dict[str, tuple[str, ...]]  # viewer -> cameras they may watch
+    dvrs: dict[str, tuple[str, ...]]  # DVR name -> viewers its login lets through
     session_seconds: int
     link_seconds: int
     secure_cookies: bool
@@ -97,6 +109,7 @@ class Config:
         return cls(
             cameras={c["name"]: c["title"] for c in data["cameras"]},
             access={user: tuple(cams) for user, cams in data["access"].items() if user in hashes},
+            dvrs={name: tuple(user for user in users if user in hashes) for name, users in data.get("dvrs", {}).items()},
             session_seconds=int(data["session_seconds"]),
             link_seconds=int(data["link_seconds"]),
             secure_cookies=bool(data["secure_cookies"]),
@@ -115,21 +128,38 @@ class Config:
         digest = hashlib.md5(f"{key}{expires}{user}{camera}{key}".encode(), usedforsecurity=False).digest()
         return f"{user}~{expires}~{b64url(digest)}"
 
+    def signed_token(self, user: str, expires: int, kind: str, *scope: str) -> str:
+        """USER~EXPIRES~HMAC. The kind (and scope, e.g. a DVR's name) keeps one kind of cookie from passing for another;
+        the stored hash ends every token of a user whose password changes."""
+        signature = self._hmac(kind, *scope, user, str(expires), self.hashes[user])
+        return f"{user}~{expires}~{b64url(signature)}"
+
     def session_token(self, user: str, expires: int) -> str:
-        return f"{user}~{expires}~{b64url(self._hmac('session', user, str(expires), self.hashes[user]))}"
+        return self.signed_token(user, expires, "session")
 
     def device_token(self, user: str, expires: int) -> str:
-        return f"{user}~{expires}~{b64url(self._hmac('device', user, str(expires), self.hashes[user]))}"
+        return self.signed_token(user, expires, "device")
 
-    def session_user(self, token: str, now: float, kind: str = "session") -> str | None:
-        """The user a session (or device) cookie belongs to, or None (forged, expired, user gone or password changed)."""
+    def dvr_token(self, dvr: str, user: str, expires: int) -> str:
+        return self.signed_token(user, expires, "dvr", dvr)
+
+    def token_user(self, token: str, now: float, users: Collection[str], kind: str, *scope: str) -> str | None:
+        """The user a signed token belongs to if they are among users, else None (forged, expired, user gone or password changed)."""
         user, _, rest = token.partition("~")
         expires, _, _signature = rest.partition("~")
-        if user not in self.access or not expires.isdigit() or int(expires) <= now:
+        # Bounded and ASCII before int(): a cookie of thousands of digits would make int() raise, not refuse.
+        if user not in users or not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or int(expires) <= now:
             return None
-        make = self.device_token if kind == "device" else self.session_token
-        expected = make(user, int(expires))
+        expected = self.signed_token(user, int(expires), kind, *scope)
         return user if hmac.compare_digest(expected.encode(), token.encode()) else None
+
+    def session_user(self, token: str, now: float, kind: str = "session") -> str | None:
+        """The user a session (or device) cookie belongs to, or None."""
+        return self.token_user(token, now, self.access, "device" if kind == "device" else "session")
+
+    def dvr_user(self, dvr: str, token: str, now: float) -> str | None:
+        """The user a DVR cookie belongs to, if it was issued for this DVR and they are still on its list, else None."""
+        return self.token_user(token, now, self.dvrs.get(dvr, ()), "dvr", dvr)
 
     def nginx_map(self) -> str:
         lines = [
@@ -173,14 +203,15 @@ class Checker:
             self.busy = False
             self.state.notify_all()
 
-    def check(self, config: Config, user: str, password: str, priority: bool = False) -> bool | None:
-        """True/False, or None when the wait ran out (the caller answers 503)."""
+    def check(self, config: Config, user: str, password: str, priority: bool = False, users: Collection[str] | None = None) -> bool | None:
+        """True/False, or None when the wait ran out (the caller answers 503). users: who may log in here (default: the viewers).
+        Anyone else is checked against a dummy hash, so being off the list costs and answers like a wrong password."""
         import bcrypt  # python3-bcrypt; only the service needs it
 
         if not self.acquire(priority, CHECK_WAIT_SECONDS):
             return None
         try:
-            stored = config.hashes.get(user) if user in config.access else None
+            stored = config.hashes.get(user) if user in (config.access if users is None else users) else None
             candidate = password.encode("utf-8")[:72]
             matched = bcrypt.checkpw(candidate, (stored or "").encode("ascii") or UNKNOWN_USER_HASH)
             return matched and stored is not None
@@ -202,6 +233,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        dvr, action = self.dvr_route()
+        if action == "check":
+            return self.dvr_check(dvr)
         if self.path == "/auth/session":
             session = self.current_session()
             if session is None:
@@ -211,7 +245,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         routes = {"/auth/login": self.login, "/auth/logout": self.logout, "/auth/link": self.link}
-        route = routes.get(self.path)
+        route = routes.get(self.path) or self.dvr_post_route()
         if route is None:
             return self.send_json(404, {"error": "not found"})
         # A cross-site form cannot send JSON without a CORS preflight, which nginx does not answer.
@@ -222,17 +256,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(400, {"error": "the body must be a JSON object of at most 1 KiB"})
         route(body)
 
-    def login(self, body: dict) -> None:
+    def credentials(self, body: dict) -> tuple[str, str] | None:
+        """(user, password) from a login body, or None after answering 400."""
         user, password = body.get("user"), body.get("password")
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
-            return self.send_json(400, {"error": "send user and password"})
+            self.send_json(400, {"error": "send user and password"})
+            return None
+        return user, password
+
+    def password_ok(self, user: str, password: str, priority: bool = False, users: Collection[str] | None = None) -> bool:
+        """The bcrypt check; on failure it has already answered 401 (or 503 when the slot stayed busy)."""
+        matched = self.checker.check(self.config, user, password, priority=priority, users=users)
+        if matched is None:
+            self.send_json(503, {"error": "busy, try again in a few seconds"}, retry_after=5)
+        elif not matched:
+            self.send_json(401, {"error": "wrong user name or password"})
+        return bool(matched)
+
+    def login(self, body: dict) -> None:
+        found = self.credentials(body)
+        if found is None:
+            return
+        user, password = found
         device = self.cookies().get(DEVICE_COOKIE, "")
         known_device = bool(device) and self.config.session_user(device, time.time(), kind="device") == user
-        matched = self.checker.check(self.config, user, password, priority=known_device)
-        if matched is None:
-            return self.send_json(503, {"error": "busy, try again in a few seconds"}, retry_after=5)
-        if not matched:
-            return self.send_json(401, {"error": "wrong user name or password"})
+        if not self.password_ok(user, password, priority=known_device):
+            return
         expires = int(time.time()) + self.config.session_seconds
         cookies = [self.cookie(SESSION_COOKIE, self.config.session_token(user, expires), "/auth/", self.config.session_seconds)]
         device_expires = int(time.time()) + DEVICE_SECONDS
@@ -248,6 +297,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
         cookies = [self.cookie(SESSION_COOKIE, "", "/auth/", 0)]
         cookies += [self.cookie(MEDIA_COOKIE, "", f"{prefix}{camera}/", 0) for camera in self.config.cameras for prefix in MEDIA_PREFIXES]
         self.send_json(200, {"logged_out": True}, cookies=cookies)
+
+    def dvr_route(self) -> tuple[str, str]:
+        """(DVR name, action) for /auth/dvr/NAME/ACTION, else ("", ""). A query string is ignored: nginx may pass one on."""
+        match = DVR_ROUTE_RE.match(self.path.partition("?")[0])
+        return (match.group(1), match.group(2)) if match else ("", "")
+
+    def dvr_post_route(self) -> Callable[[dict], None] | None:
+        """The handler for a DVR's login or logout; None (404) for any other path and for a DVR that is not configured."""
+        dvr, action = self.dvr_route()
+        handler = {"login": self.dvr_login, "logout": self.dvr_logout}.get(action)
+        if handler is None or dvr not in self.config.dvrs:
+            return None
+        return lambda body: handler(dvr, body)
+
+    def dvr_login(self, dvr: str, body: dict) -> None:
+        found = self.credentials(body)
+        # Off the DVR's list is checked like an unknown user: the same bcrypt cost and the same 401 as a wrong password.
+        if found is None or not self.password_ok(*found, users=self.config.dvrs[dvr]):
+            return
+        user = found[0]
+        expires = int(time.time()) + self.config.session_seconds
+        cookie = self.cookie(DVR_COOKIE, self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
+        self.send_json(200, {"user": user, "expires": expires}, cookies=[cookie])
+
+    def dvr_logout(self, _dvr: str, _body: dict) -> None:
+        self.send_json(200, {"logged_out": True}, cookies=[self.cookie(DVR_COOKIE, "", "/", 0)])
+
+    def dvr_check(self, dvr: str) -> None:
+        """nginx's auth_request, on every proxied DVR request: an HMAC, no bcrypt. Only 2xx/401/403 are answers
+        auth_request understands (anything else becomes a 500), so an unknown DVR is a 401 too."""
+        token = self.cookies().get(DVR_COOKIE, "")
+        if not token or self.config.dvr_user(dvr, token, time.time()) is None:
+            return self.send_json(401, {"error": "not logged in"})
+        self.send_response(204)
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
 
     def link(self, body: dict) -> None:
         session = self.current_session()
