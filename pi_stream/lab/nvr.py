@@ -11,33 +11,23 @@ starts it (as a lab process: own session, output to a log file, see procs.py)
 and talks to its control socket (newline JSON, documented in fake_nvr.py).
 `exec_prefix` runs it elsewhere, e.g. `["ip", "netns", "exec", NS]` in a lab
 network namespace; the control socket is a file, so it works across namespaces.
+Starting, waiting and stopping are fakes.ControlledFake's, shared with the fake DVR.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
-import signal
-import socket
-import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pi_stream.credentials import write_private_file
 from pi_stream.errors import LabError
-from pi_stream.lab import procs
+from pi_stream.lab.fakes import ControlledFake
 
 SCRIPT = Path(__file__).with_name("fake_nvr.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's: the venv's Python has no gi
-READY_TIMEOUT_SECONDS = 30  # ~0.3 s on an idle machine; slack for a busy 2-core CI runner
-STOP_TIMEOUT_SECONDS = 10
-CONTROL_TIMEOUT_SECONDS = 15
-UNIX_PATH_MAX = 100  # sun_path holds 108 bytes; pytest's tmp_path can be longer than that
 
 
 @dataclass(frozen=True)
@@ -114,8 +104,12 @@ class NvrStats:
         )
 
 
-class FakeNvr:
+class FakeNvr(ControlledFake):
     """One fake NVR process; use it as a context manager (or call stop()) so it never outlives the test."""
+
+    label = "fake NVR"
+    stem = "fake_nvr"
+    program = "python3"
 
     def __init__(
         self,
@@ -134,22 +128,16 @@ class FakeNvr:
     ) -> None:
         if (username is None) != (password is None):
             raise LabError("fake NVR: give both a username and a password, or neither")
-        self.exec_prefix = list(exec_prefix)
+        super().__init__(exec_prefix, directory, password)
         self.address = address
         self.port = port  # 0 until start() when the OS picks it
         self.channels = channels
         self.max_sessions = max_sessions
         self.username = username
-        self.password = password
         self.h265_channels = sorted(set(h265_channels))
-        self.directory = directory
         self.auth_method = auth_method
         self.size = size
         self.fps = fps
-        self.log = directory / "fake_nvr.log"
-        self.control_path = directory / "fake_nvr.sock"
-        self._short_dir: Path | None = None
-        self.ref: procs.ProcessRef | None = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -170,69 +158,13 @@ class FakeNvr:
             argv += ["--h265-channels", ",".join(str(number) for number in self.h265_channels)]
         if self.username is not None:
             # The password goes in a 0600 file: argv is world-readable in /proc and ends up in error messages.
-            argv += ["--username", self.username, "--password-file", str(self.directory / "fake_nvr.password")]
+            argv += ["--username", self.username, "--password-file", str(self.password_file)]
             argv += ["--auth-method", self.auth_method]
         return argv
 
-    def start(self) -> FakeNvr:
-        """Launch it and return once it serves ("ready" in its log); LabError with the log tail if it dies or hangs."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if len(str(self.control_path)) > UNIX_PATH_MAX:
-            self._short_dir = Path(tempfile.mkdtemp(prefix="pi-stream-nvr-"))
-            self.control_path = self._short_dir / "control.sock"
-        if self.password is not None:
-            write_private_file(self.directory / "fake_nvr.password", self.password + "\n")
-        offset = self.log.stat().st_size if self.log.exists() else 0
-        try:
-            self.ref = procs.spawn(self.argv(), self.log)
-            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-            while not self._ready(offset):
-                if not procs.alive(self.ref, "python3"):
-                    procs.reap(self.ref.pid)
-                    self.ref = None
-                    raise LabError(f"the fake NVR exited at start; its log {self.log}:\n{procs.log_tail(self.log)}")
-                if time.monotonic() > deadline:
-                    raise LabError(f"the fake NVR did not print 'ready' within {READY_TIMEOUT_SECONDS} s; its log:\n{procs.log_tail(self.log)}")
-                time.sleep(0.05)
-            # It has read the password by now: the file need not stay on disk while the NVR runs.
-            self._remove_password_file()
-            if self.port == 0:
-                self.port = self.stats().port
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _ready(self, offset: int) -> bool:
-        try:
-            with open(self.log, "rb") as handle:
-                handle.seek(offset)
-                return b"ready" in handle.read().splitlines()
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM, a bounded wait, then SIGKILL of its process group; safe to call twice."""
-        try:
-            if self.ref is not None:
-                procs.stop([self.ref], "python3", signal.SIGTERM, STOP_TIMEOUT_SECONDS)
-                procs.reap(self.ref.pid)
-                self.ref = None
-        finally:
-            self._remove_password_file()
-            if self._short_dir is not None:
-                shutil.rmtree(self._short_dir, ignore_errors=True)
-                self._short_dir = None
-
-    def _remove_password_file(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.directory / "fake_nvr.password").unlink()
-
-    def __enter__(self) -> FakeNvr:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+    def _started(self) -> None:
+        if self.port == 0:
+            self.port = self.stats().port
 
     # ------------------------------------------------------------ what clients use
 
@@ -270,23 +202,6 @@ class FakeNvr:
     def reset(self) -> None:
         """Zero the counters and forget the events; `open` keeps counting the clients still connected."""
         self._call({"cmd": "reset"})
-
-    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(CONTROL_TIMEOUT_SECONDS)
-                sock.connect(str(self.control_path))
-                sock.sendall(json.dumps(request).encode() + b"\n")
-                with sock.makefile("rb") as stream:
-                    line = stream.readline()
-        except OSError as exc:
-            raise LabError(f"fake NVR control socket {self.control_path}: {exc}; its log:\n{procs.log_tail(self.log)}") from exc
-        if not line:
-            raise LabError(f"fake NVR closed the control connection without answering {request['cmd']}")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise LabError(f"fake NVR refused {request}: {reply.get('error')}")
-        return reply
 
 
 @contextlib.contextmanager
