@@ -40,6 +40,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 NAME_HINT = "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
 VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+~]{0,40}$")
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
+DNS_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 SOURCE_TYPES = ("testsrc", "v4l2", "libcamera", "rtsp")
@@ -194,6 +195,63 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class WebSocketPort:
+    """A DVR's separate WebSocket server: the Pi listens with TLS on `tls` and passes to the DVR's plain `plain`."""
+
+    tls: int
+    plain: int
+
+
+@dataclass(frozen=True)
+class DvrPreset:
+    http_port: int
+    websocket_ports: tuple[WebSocketPort, ...]
+    # Where a 401 from the DVR is a failed login (fail2ban counts it) and nginx limits the rate.
+    login_paths: tuple[str, ...]
+
+
+# Ports a vendor's web page hard-codes in its JavaScript, which the proxy must therefore listen on.
+DVR_PRESETS: dict[str, DvrPreset] = {
+    # Pages on 80; video over a WebSocket server of its own on 7681, which the
+    # page asks for as wss://HOST:7682 when it was loaded over HTTPS.
+    "hikvision": DvrPreset(
+        http_port=80,
+        websocket_ports=(WebSocketPort(tls=7682, plain=7681),),
+        login_paths=("/ISAPI/Security/userCheck", "/ISAPI/Security/sessionLogin"),
+    ),
+    # A DVR whose page carries its WebSocket on the HTTP port itself (the main
+    # site passes upgrades), or whose ports are given in site.yml.
+    "generic": DvrPreset(http_port=80, websocket_ports=(), login_paths=()),
+}
+
+
+@dataclass(frozen=True)
+class DvrProxy:
+    """A DVR's web interface, published through a Pi's nginx; the DVR itself stays reachable only by that Pi."""
+
+    name: str
+    pi: str  # the inventory host that proxies it
+    address: str  # the DVR's IP address, as the Pi reaches it
+    http_port: int
+    websocket_ports: tuple[WebSocketPort, ...]
+    login_paths: tuple[str, ...]
+    server_name: str  # "" when it has an HTTPS port of its own and answers any name there
+    https_port: int
+    viewer_auth: bool  # the appliance's login in front of the DVR's own
+    viewers: tuple[str, ...]  # who passes that login (all the site's viewers by default)
+    cache_mb: int  # static assets (scripts, styles, images); 0: no cache
+    upload_mb: int
+
+    @property
+    def ip_family(self) -> str:
+        """nftables' address family keyword for this DVR's address."""
+        return "ip6" if ":" in self.address else "ip"
+
+    def listen_ports(self) -> tuple[int, ...]:
+        return (self.https_port, *(w.tls for w in self.websocket_ports))
+
+
+@dataclass(frozen=True)
 class Site:
     directory: Path
     name: str
@@ -216,6 +274,7 @@ class Site:
     metrics_allow: tuple[str, ...] = ()
     nginx_source: NginxSource = DEFAULT_NGINX_SOURCE
     build_hosts: tuple[Host, ...] = ()  # inventory group pi_stream_builders
+    dvrs: tuple[DvrProxy, ...] = ()  # site.yml dvr_proxy
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)
@@ -235,6 +294,9 @@ class Site:
             if len(ranked) > nvr.max_sessions:
                 waiting[nvr.name] = tuple(ranked[nvr.max_sessions :])
         return waiting
+
+    def dvrs_on(self, host: str) -> tuple[DvrProxy, ...]:
+        return tuple(d for d in self.dvrs if d.pi == host)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)
@@ -256,6 +318,8 @@ class Site:
         ports = [self.host(host).ssh_port, self.web.http_port]
         if self.web.https:
             ports.append(self.web.https_port)
+        for dvr in self.dvrs_on(host):
+            ports.extend(dvr.listen_ports())
         ports.extend(self.extra_tcp_ports)
         return tuple(dict.fromkeys(ports))
 
@@ -554,8 +618,9 @@ def parse_site(
     cameras = parse_cameras(top, hosts, nvrs)
     check_recordings(cameras, storage, file, problems)
     camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
+    dvrs = parse_dvr_proxies(top.sub("dvr_proxy"), web, hosts, viewers)
     top.done()
-    check_ports(web, hosts, tuple(extra_ports), file, problems)
+    check_ports(web, hosts, tuple(extra_ports), dvrs, file, problems)
     if problems.items:
         return None
     return Site(
@@ -578,6 +643,7 @@ def parse_site(
         storage=storage,
         capture=capture,
         metrics_allow=metrics_allow,
+        dvrs=dvrs,
     )
 
 
@@ -660,6 +726,105 @@ def parse_nvrs(section: Fields) -> tuple[Nvr, ...]:
         )
         entry.done()
     return tuple(nvrs)
+
+
+def parse_dvr_proxies(section: Fields, web: Web, hosts: tuple[Host, ...], viewers: tuple[str, ...]) -> tuple[DvrProxy, ...]:
+    """`dvr_proxy: {shed: {host, preset, server_name, ...}}`: DVR web interfaces published through a Pi."""
+    dvrs = []
+    host_names = [h.name for h in hosts]
+    for name in list(section.data):
+        entry = section.sub(str(name))
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            entry.error("", f"{name!r} is not a valid DVR name: {NAME_HINT}")
+        if not web.https:
+            entry.error("", "a DVR proxy needs web.https: true: the DVR's login and video must not cross the network in clear")
+        preset_name = entry.choice("preset", tuple(DVR_PRESETS), "hikvision")
+        preset = DVR_PRESETS[preset_name]
+        address = entry.string("host", "")
+        try:
+            address = str(ipaddress.ip_address(address))
+        except ValueError:
+            hint = "missing: " if "host" not in entry.data else f"{address!r} is not an IP address: "
+            entry.error("host", hint + "the DVR's address as the Pi reaches it, e.g. 192.168.1.64 (the Pi's firewall rules need an address)")
+        pi = entry.string("pi", host_names[0] if len(host_names) == 1 else "")
+        if not pi and host_names:
+            entry.error("pi", f"several hosts in the inventory: say which one proxies this DVR ({', '.join(host_names)})")
+        elif pi and host_names and pi not in host_names:
+            entry.error("pi", f"{pi!r} is not in the inventory; known hosts: {', '.join(host_names)}")
+        server_name = entry.string("server_name", "", DNS_NAME_RE, "a DNS name like dvr.example.org")
+        https_port = entry.integer("https_port", web.https_port, 1, 65535)
+        if https_port == web.https_port and not server_name and web.https:
+            entry.error(
+                "server_name",
+                f"the DVR shares port {https_port} with the appliance (web.https_port): give it a DNS name of its own "
+                "(e.g. dvr.example.org), or an https_port of its own (e.g. 8443)",
+            )
+        elif server_name and server_name == web.server_name:
+            entry.error("server_name", f"{server_name!r} is the appliance's own web.server_name: the DVR needs a name of its own")
+        auth = entry.boolean("viewer_auth", False)
+        allowed = parse_dvr_viewers(entry, viewers, auth)
+        dvrs.append(
+            DvrProxy(
+                name=str(name),
+                pi=pi,
+                address=address,
+                http_port=entry.integer("http_port", preset.http_port, 1, 65535),
+                websocket_ports=parse_websocket_ports(entry, preset),
+                login_paths=parse_login_paths(entry, preset),
+                server_name=server_name,
+                https_port=https_port,
+                viewer_auth=auth,
+                viewers=allowed,
+                cache_mb=entry.integer("cache_mb", 256, 0, 100_000),
+                upload_mb=entry.integer("upload_mb", 128, 1, 4096),
+            )
+        )
+        entry.done()
+    return tuple(dvrs)
+
+
+def parse_websocket_ports(entry: Fields, preset: DvrPreset) -> tuple[WebSocketPort, ...]:
+    """`websocket_ports: [{tls: 7682, plain: 7681}]`; the preset's when not given."""
+    if "websocket_ports" not in entry.data:
+        entry.raw("websocket_ports")
+        return preset.websocket_ports
+    ports = []
+    for i, item in enumerate(entry.items("websocket_ports")):
+        pair = Fields(item, entry.at(f"websocket_ports[{i}]"), entry.file, entry.problems)
+        for key in ("tls", "plain"):
+            if key not in pair.data:
+                pair.error(key, "missing: give both the port the page asks for (tls) and the DVR's own plain port (plain)")
+        ports.append(WebSocketPort(tls=pair.integer("tls", 1, 1, 65535), plain=pair.integer("plain", 1, 1, 65535)))
+        pair.done()
+    return tuple(ports)
+
+
+def parse_login_paths(entry: Fields, preset: DvrPreset) -> tuple[str, ...]:
+    if "login_paths" not in entry.data:
+        entry.raw("login_paths")
+        return preset.login_paths
+    paths = []
+    for i, path in enumerate(entry.items("login_paths")):
+        if not isinstance(path, str) or not re.match(r"^/[A-Za-z0-9/_.-]*$", path):
+            entry.error(f"login_paths[{i}]", f"{path!r} is not a path prefix like /ISAPI/Security/userCheck")
+        else:
+            paths.append(path)
+    return tuple(paths)
+
+
+def parse_dvr_viewers(entry: Fields, viewers: tuple[str, ...], auth: bool) -> tuple[str, ...]:
+    if "viewers" not in entry.data:
+        entry.raw("viewers")
+        return viewers if auth else ()
+    if not auth:
+        entry.error("viewers", "only with viewer_auth: true (the viewers who pass the appliance's login in front of the DVR)")
+    allowed = []
+    for i, viewer in enumerate(entry.items("viewers")):
+        if viewer not in viewers:
+            entry.error(f"viewers[{i}]", f"no viewer {viewer!r} in {VIEWERS_FILE}; add it with `pi-stream user add SITE {viewer}`")
+        else:
+            allowed.append(viewer)
+    return tuple(dict.fromkeys(allowed))
 
 
 def parse_storage(section: Fields) -> Storage:
@@ -761,23 +926,42 @@ def parse_web(web: Fields, directory: Path) -> Web:
     return result
 
 
-def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], file: str, problems: Problems) -> None:
-    """Two services cannot share a port on one host."""
-    claims: list[tuple[int, str]] = [(RTMP_PORT, "RTMP (internal)"), (web.http_port, "web.http_port")]
+def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], dvrs: tuple[DvrProxy, ...], file: str, problems: Problems) -> None:
+    """Two services cannot share a port on one host, except TLS sites told apart by name (SNI and Host)."""
+    # (port, owner, name): name None claims the port alone; "*" is the appliance's own site, the default
+    # for its port; a DVR's server name lets it share a TLS port with others of different names.
+    claims: list[tuple[int, str, str | None]] = [(RTMP_PORT, "RTMP (internal)", None), (web.http_port, "web.http_port", None)]
     if web.https:
-        claims.append((web.https_port, "web.https_port"))
-    claims += [(port, f"firewall.extra_tcp_ports[{i}]") for i, port in enumerate(extra)]
+        claims.append((web.https_port, "web.https_port", "*"))
+    claims += [(port, f"firewall.extra_tcp_ports[{i}]", None) for i, port in enumerate(extra)]
     for host in hosts:
-        host_claims = [(host.ssh_port, f"SSH of host {host.name}")] + claims
-        owners: dict[int, str] = {}
-        for port, owner in host_claims:
-            if port in owners and owner.startswith("firewall.extra_tcp_ports") and owners[port].startswith("SSH"):
+        host_claims = [(host.ssh_port, f"SSH of host {host.name}", None), *claims]
+        for dvr in dvrs:
+            if dvr.pi == host.name:
+                host_claims.append((dvr.https_port, f"dvr_proxy.{dvr.name}.https_port", dvr.server_name or None))
+                host_claims += [
+                    (ws.tls, f"dvr_proxy.{dvr.name}.websocket_ports[{i}].tls", dvr.server_name or None)
+                    for i, ws in enumerate(dvr.websocket_ports)
+                ]
+        owners: dict[int, list[tuple[str, str | None]]] = {}
+        for port, owner, name in host_claims:
+            previous = owners.setdefault(port, [])
+            if previous and owner.startswith("firewall.extra_tcp_ports") and previous[0][0].startswith("SSH"):
                 continue  # opening the SSH port again is harmless
-            if port in owners:
-                path = owner if not owner.startswith(("RTMP", "SSH")) else owners[port]
-                problems.add(file, path, f"port {port} is already used by {owners[port]}; choose another port")
-            else:
-                owners[port] = owner
+            if previous and not shares_port(name, previous):
+                first = previous[0][0]
+                path = owner if not owner.startswith(("RTMP", "SSH")) else first
+                hint = " or give both a server_name of their own" if name is not None and all(n is not None for _, n in previous) else ""
+                problems.add(file, path, f"port {port} is already used by {first}; choose another port{hint}")
+                continue
+            previous.append((owner, name))
+
+
+def shares_port(name: str | None, previous: list[tuple[str, str | None]]) -> bool:
+    """A named TLS site may join a port whose sites all have other names (or is the appliance's default site)."""
+    if name is None or name in ("*", "_"):
+        return False
+    return all(other is not None and other != name for _, other in previous)
 
 
 def parse_cameras(top: Fields, hosts: tuple[Host, ...], nvrs: tuple[Nvr, ...] = ()) -> tuple[Camera, ...]:
@@ -970,7 +1154,10 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
             "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
             "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",
             "nginx_rtmp_tls_common_name": tls_common_name(site, host),
+            # The proxied DVRs' names go into the self-signed certificate too.
+            "nginx_rtmp_tls_alt_names": [d.server_name for d in site.dvrs_on(host) if d.server_name],
         },
+        "dvr_proxy": {"dvr_proxy_cached": [d.name for d in site.dvrs_on(host) if d.cache_mb]},
         "camera_capture": {
             "camera_capture_cameras": [c.name for c in cameras],
             "camera_capture_encoder_candidates": list(site.encoder_candidates),

@@ -250,3 +250,55 @@ def test_storage_dirs_follow_what_the_cameras_keep(make_site):
     site = load_site(make_site("nvr"))
     assert role_vars(site, "pi1")["camera_capture"]["camera_capture_storage_dirs"] == ["/srv/pi-stream/snapshots", "/mnt/usb/pi-stream"]
     assert site.metrics_allow == ("192.0.2.0/24",)
+
+
+def test_dvr_proxy_takes_the_presets_ports_and_opens_them(make_site):
+    site = load_site(make_site("dvr"))
+    shed, office = site.dvrs
+    assert (shed.http_port, [(w.tls, w.plain) for w in shed.websocket_ports], shed.https_port) == (80, [(7682, 7681)], 443)
+    assert shed.viewer_auth and shed.viewers == ("alice",) and shed.cache_mb == 256
+    assert "/ISAPI/Security/userCheck" in shed.login_paths
+    assert (office.ip_family, office.login_paths, office.cache_mb) == ("ip6", ("/api/login",), 0)
+    assert site.public_tcp_ports("pi1") == (22, 80, 443, 7682, 8443, 9443)
+    values = role_vars(site, "pi1")
+    assert values["dvr_proxy"] == {"dvr_proxy_cached": ["shed"]}
+    assert values["nginx_rtmp"]["nginx_rtmp_tls_alt_names"] == ["dvr.example.org"]
+
+
+def test_dvr_proxy_mistakes_are_all_reported_with_the_fix(tmp_path):
+    directory = write_site(
+        tmp_path / "s",
+        {
+            "web": {"https": False},
+            "cameras": [CAMERA],
+            "dvr_proxy": {
+                "shed": {"host": "dvr.local", "viewers": ["alice"], "websocket_ports": [{"tls": 7682}]},
+                "Barn": {"host": "192.0.2.65", "server_name": "dvr.example.org", "https_port": 22},
+            },
+        },
+    )
+    problems: dict[str, str] = {}
+    for _, path, msg in errors_of(directory):
+        problems[path] = problems.get(path, "") + msg + "\n"
+    assert "web.https: true" in problems["dvr_proxy.shed"]
+    assert "is not an IP address" in problems["dvr_proxy.shed.host"]
+    assert "only with viewer_auth: true" in problems["dvr_proxy.shed.viewers"]
+    assert "plain" in problems["dvr_proxy.shed.websocket_ports[0].plain"]
+    assert "not a valid DVR name" in problems["dvr_proxy.Barn"]
+    assert "SSH of host pi1" in problems["dvr_proxy.Barn.https_port"]
+
+
+def test_dvrs_share_tls_ports_only_by_name(tmp_path):
+    site = {"cameras": [CAMERA], "dvr_proxy": {
+        "a": {"host": "192.0.2.64", "server_name": "a.example.org"},
+        "b": {"host": "192.0.2.65", "server_name": "b.example.org"},
+    }}  # fmt: skip
+    assert [d.server_name for d in load_site(write_site(tmp_path / "ok", site)).dvrs] == ["a.example.org", "b.example.org"]
+    site["dvr_proxy"]["b"] = {"host": "192.0.2.65", "https_port": 8443}
+    problems = {path: msg for _, path, msg in errors_of(write_site(tmp_path / "clash", site))}
+    assert problems == {
+        "dvr_proxy.b.websocket_ports[0].tls": "port 7682 is already used by dvr_proxy.a.websocket_ports[0].tls; choose another port"
+    }
+    site["dvr_proxy"]["b"] = {"host": "192.0.2.65"}
+    problems = {path: msg for _, path, msg in errors_of(write_site(tmp_path / "unnamed", site))}
+    assert "give it a DNS name of its own" in problems["dvr_proxy.b.server_name"]
