@@ -72,6 +72,7 @@ DEFAULT_PATHS: dict[str, str] = {
     "capture_runtime": capture.RUNTIME_DIR,
     "encoder_env": "/etc/pi-stream/encoder.env",
     "firewall_nft": "/etc/pi-stream/firewall.nft",
+    "dvr_cache": "/var/cache/pi-stream/dvr",
     "ffmpeg": "/usr/bin/ffmpeg",
     "rpicam_vid": "/usr/bin/rpicam-vid",
     "nft": "/usr/sbin/nft",
@@ -174,6 +175,7 @@ def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, A
         "rtmp_port": RTMP_PORT,
         "rtmp_app": RTMP_APP,
         "public_tcp_ports": site.public_tcp_ports(host),
+        "dvrs": site.dvrs_on(host),
         "auth_access": auth_access(site, host),
         "capture_user": CAPTURE_USER,
         "capture_config": capture_config(site, host, paths),
@@ -198,6 +200,8 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
         "session_seconds": site.auth.session_seconds,
         "link_seconds": site.auth.link_seconds,
         "secure_cookies": site.web.https,
+        # The DVRs whose proxy puts this login in front of the DVR's own, and who may pass it.
+        "dvrs": {dvr.name: list(dvr.viewers) for dvr in site.dvrs_on(host) if dvr.viewer_auth},
     }
 
 

@@ -110,6 +110,23 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         },
         {"pi1": {"ansible_host": "192.0.2.10"}},
     ),
+    "dvr": (
+        {
+            "name": "depot",
+            "web": {"server_name": "cam.example.org"},
+            "cameras": [{"name": "gate", "source": {"type": "testsrc"}}],
+            "dvr_proxy": {
+                # Hikvision's ports by name on the appliance's 443, the appliance's login in front.
+                "shed": {"host": "192.168.100.64", "server_name": "dvr.example.org", "viewer_auth": True},
+                # Another DVR on a port of its own, its WebSocket ports given, no cache.
+                "office": {
+                    "host": "fd00::64", "preset": "generic", "https_port": 8443, "http_port": 8080,
+                    "websocket_ports": [{"tls": 9443, "plain": 9080}], "login_paths": ["/api/login"], "cache_mb": 0,
+                },
+            },
+        },
+        {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
 }
 
 

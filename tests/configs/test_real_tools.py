@@ -26,7 +26,8 @@ def test_nginx_accepts_the_rendered_tree(make_site, example, tmp_path):
     assert RTMP_MODULE.exists(), "libnginx-mod-rtmp is not installed"
     root = tmp_path / "root"
     site_dir = install_tree(make_site, example, root)
-    for sub in ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run/pi-stream/hls"):
+    # What the roles create before nginx starts (dvr_proxy: the cache root).
+    for sub in ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run/pi-stream/hls", "var/cache/pi-stream/dvr"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     install_auth_secrets(site_dir, root)
     make_certificate(root)
@@ -37,14 +38,19 @@ def test_nginx_accepts_the_rendered_tree(make_site, example, tmp_path):
     assert "rtmp" in (root / "etc/nginx/nginx.conf").read_text()
 
 
-def test_nft_accepts_the_firewall_and_keeps_ssh_open(make_site, tmp_path):
+@pytest.mark.parametrize(("example", "ports"), [("two-pis", "22, 80, 443"), ("dvr", "22, 80, 443, 7682, 8443, 9443")])
+def test_nft_accepts_the_firewall_and_keeps_ssh_open(make_site, tmp_path, example, ports):
     need("nft")
-    install_tree(make_site, "two-pis", tmp_path)
+    install_tree(make_site, example, tmp_path)
     ruleset = tmp_path / "etc/pi-stream/firewall.nft"
     result = subprocess.run(["nft", "-c", "-f", str(ruleset)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "tcp dport { 22, 80, 443 } accept" in ruleset.read_text()
+    assert f"tcp dport {{ {ports} }} accept" in ruleset.read_text()
     assert "flush ruleset" not in ruleset.read_text(), "must never remove fail2ban's table"
+    # The proxied DVRs are isolated both ways through this host, whatever the address family.
+    forward = [line.strip() for line in ruleset.read_text().splitlines() if "daddr" in line or "saddr" in line]
+    dvrs = [("ip", "192.168.100.64"), ("ip6", "fd00::64")] if example == "dvr" else []
+    assert forward == [f"{family} {way} {address} drop" for family, address in dvrs for way in ("daddr", "saddr")]
 
 
 AUTH_LOG_LINES = [
@@ -56,6 +62,10 @@ AUTH_LOG_LINES = [
     ("pi-stream-media", "2026-11-23T08:00:01+00:00 media-refused client=192.0.2.8 status=403", "192.0.2.8"),
     ("pi-stream-media", "2026-11-23T08:00:01+00:00 media-refused client=192.0.2.8 status=429", None),
     ("pi-stream-media", "2026-11-23T08:00:01+00:00 login-failed client=192.0.2.8 status=401", None),
+    ("pi-stream-dvr", "2026-11-23T08:00:02+00:00 dvr-login-failed dvr=shed client=192.0.2.9 status=401", "192.0.2.9"),
+    ("pi-stream-dvr", "2026-11-23T08:00:02+00:00 dvr-login-failed dvr=shed client=192.0.2.9 status=429", None),
+    ("pi-stream-dvr", "2026-11-23T08:00:02+00:00 login-failed client=192.0.2.9 status=401", None),
+    ("pi-stream-auth", "2026-11-23T08:00:02+00:00 dvr-login-failed dvr=shed client=192.0.2.9 status=401", None),
     # A forged line (as if a client could write into the log) must not match: the format is fixed.
     ("pi-stream-media", "2026-11-23T08:00:01+00:00 media-refused client=6.6.6.6 client=192.0.2.9 status=403", None),
 ]
@@ -70,13 +80,14 @@ def test_fail2ban_filters_ban_only_failures(make_site, tmp_path, filter_name, li
     assert (result.stdout.strip() or None) == expected, result.stdout + result.stderr
 
 
-def test_fail2ban_client_accepts_the_jail(make_site, tmp_path):
+@pytest.mark.parametrize("example", ["testsrc-https", "dvr"])
+def test_fail2ban_client_accepts_the_jail(make_site, tmp_path, example):
     """`fail2ban-client -t` over Debian's config plus ours: the check the role's handler runs."""
     need("fail2ban-client")
-    install_tree(make_site, "testsrc-https", tmp_path / "root")
+    install_tree(make_site, example, tmp_path / "root")
     config = tmp_path / "fail2ban"
     shutil.copytree("/etc/fail2ban", config)
-    for sub in ("filter.d/pi-stream-auth.conf", "filter.d/pi-stream-media.conf", "jail.d/pi-stream.local"):
+    for sub in ("filter.d/pi-stream-auth.conf", "filter.d/pi-stream-media.conf", "filter.d/pi-stream-dvr.conf", "jail.d/pi-stream.local"):
         shutil.copy(tmp_path / "root/etc/fail2ban" / sub, config / sub)
     log = tmp_path / "root/var/log/pi-stream/auth.log"
     log.parent.mkdir(parents=True, exist_ok=True)
