@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from requests.adapters import HTTPAdapter
 
 from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
-from pi_stream.verify import Http
-from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.configs.tree import auth_tool_argv, install_auth_secrets, make_certificate, rooted_paths
+from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+from tests.configs.tree import RootedAppliance, loopback_session, need_free_ports, prepare_rooted_appliance, rooted_paths, running
 
 HTTPS_PORT, HTTP_PORT = 18443, 18080
 BOB, BOB_PASSWORD = "bob", "bob's long password"
@@ -39,35 +35,8 @@ SITE = {
 PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.000,\n7.ts\n"
 
 
-class Appliance:
-    """nginx + pi_stream_auth.py from one rendered tree."""
-
-    def __init__(self, root: Path, site_dir: Path) -> None:
-        self.root, self.site_dir = root, site_dir
-        self.auth = root / "etc/pi-stream/auth"
-        self.script = root / "usr/local/lib/pi-stream/pi_stream_auth.py"
-        self.socket = root / "run/pi-stream-auth.sock"
-        self.auth_log = root / "var/log/pi-stream/auth.log"
-        self.access_log = root / "var/log/nginx/access.log"
-        self.service: subprocess.Popen | None = None
-
-    def tool(self, *args: str) -> str:
-        return subprocess.run(auth_tool_argv(self.root, *args), capture_output=True, text=True, timeout=30, check=True).stdout
-
-    def start_service(self) -> None:
-        self.stop_service()
-        self.service = subprocess.Popen(auth_tool_argv(self.root, "serve", "--listen", str(self.socket)))
-        wait_until(lambda: self.socket.exists(), "the login service's socket", seconds=10, interval=0.05)
-
-    def stop_service(self) -> None:
-        if self.service:
-            self.service.terminate()
-            self.service.wait(timeout=10)
-            self.service = None
-        self.socket.unlink(missing_ok=True)
-
-    def nginx(self, *args: str) -> None:
-        subprocess.run(["nginx", "-c", str(self.root / "etc/nginx/nginx.conf"), *args], check=True, capture_output=True, timeout=30)
+class Appliance(RootedAppliance):
+    """nginx + pi_stream_auth.py from one rendered tree, and a deploy's viewer sync."""
 
     def sync_viewers(self) -> None:
         """What a deploy does after `pi-stream user ...`: new hashes, new token keys, nginx reloaded, service restarted."""
@@ -81,54 +50,25 @@ class Appliance:
         self.start_service()
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory) -> Appliance:
-    if shutil.which("nginx") is None:
-        pytest.fail("nginx not installed: run scripts/install.sh")
-    if port_open(HTTPS_PORT):
-        pytest.fail(f"port {HTTPS_PORT} is taken on this machine")
+    need_free_ports(HTTPS_PORT)
     base = tmp_path_factory.mktemp("auth-flow")
     storage = base / "storage"
     site_dir = write_site(base / "site", {**SITE, "storage": {"snapshots_path": str(storage)}})
     credentials.add_user(site_dir, BOB, BOB_PASSWORD)
     root = base / "root"
-    bundle = render_site(load_site(site_dir), rooted_paths(root))["pi1"]
-    for target, file in bundle.items():
-        path = root / target
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(file.content)
-    conf = root / "etc/nginx/nginx.conf"
-    text = conf.read_text()
-    # Workers as root: pytest's temporary directory is private to root. No RTMP: nothing publishes here.
-    text = text.replace("user www-data;", "user root;")
-    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("include") or "rtmp.conf" not in line)
-    conf.write_text(text + "\n")
-    for sub in ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    prepare_rooted_appliance(site_dir, root)
     for camera in ("garden", "door"):
         hls = root / "run/pi-stream/hls" / camera
         hls.mkdir(parents=True)
         (hls / "index.m3u8").write_text(PLAYLIST)
         (hls / "7.ts").write_bytes(b"\x47" * 188 * 10)
     capture_files(root, storage)
-    install_auth_secrets(site_dir, root)
-    make_certificate(root)
     global CERT
     CERT = root / "etc/pi-stream/tls/cert.pem"
-    running = Appliance(root, site_dir)
-    running.start_service()
-    running.nginx()
-    try:
-        wait_until(lambda: port_open(HTTPS_PORT), "nginx", seconds=10, interval=0.05)
-        yield running
-    finally:
-        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], capture_output=True, timeout=30)
-        running.stop_service()
+    with running(Appliance(root, site_dir), HTTPS_PORT) as started:
+        yield started
 
 
 CERT: Path | None = None  # set by the fixture: the test certificate, pinned
@@ -152,18 +92,8 @@ def capture_files(root: Path, storage: Path) -> None:
 
 
 def client(source: str) -> requests.Session:
-    """A session sending from a given loopback address (its own per-address limits)."""
-
-    class SourceAdapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            kwargs["source_address"] = (source, 0)
-            super().init_poolmanager(*args, **kwargs)
-
-    # verify's Http keeps the pinned certificate even when REQUESTS_CA_BUNDLE is set (it is on CI).
-    session = Http()
-    session.mount("https://", SourceAdapter())
-    session.verify = str(CERT)
-    return session
+    """A session sending from a given loopback address, trusting the test certificate alone."""
+    return loopback_session(source, str(CERT))
 
 
 URL = f"https://127.0.0.1:{HTTPS_PORT}"

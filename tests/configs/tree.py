@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
+import socket
 import subprocess
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from pi_stream.render import paths_under, render_site
+import pytest
+from requests.adapters import HTTPAdapter
+
+from pi_stream.render import BundleFile, paths_under, render_site
 from pi_stream.site import load_site
+from pi_stream.verify import Http
+from tests.conftest import wait_until
 
 
 # The one rule for moving a rendered tree under a temporary root lives with the renderer.
 rooted_paths = paths_under
 
+# What the roles create on the Pi before nginx starts (dvr_proxy: the cache root).
+APPLIANCE_DIRS = ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run", "var/cache/pi-stream/dvr")
+
+
+def install_bundle(root: Path, files: Mapping[str, BundleFile]) -> None:
+    """One host's rendered files, written under `root` at their targets."""
+    for target, file in files.items():
+        path = root / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.content)
+
 
 def install_tree(make_site, example: str, root: Path) -> Path:
     site = load_site(make_site(example))
     bundle = render_site(site, rooted_paths(root))
-    host = sorted(bundle)[0]
-    for target, file in bundle[host].items():
-        path = root / target
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(file.content)
+    install_bundle(root, bundle[sorted(bundle)[0]])
     return site.directory
 
 
@@ -50,3 +65,98 @@ def make_certificate(root: Path) -> None:
          "-out", str(root / "etc/pi-stream/tls/cert.pem")],
         check=True, capture_output=True, timeout=30,
     )
+
+
+def runnable_nginx_conf(root: Path) -> Path:
+    """The installed nginx.conf, made to run here: workers as root (pytest's temporary directory is private
+    to root) and no RTMP (nothing publishes off the Pi). Returns its path."""
+    conf = root / "etc/nginx/nginx.conf"
+    text = conf.read_text().replace("user www-data;", "user root;")
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("include") or "rtmp.conf" not in line)
+    conf.write_text(text + "\n")
+    return conf
+
+
+def prepare_rooted_appliance(site_dir: Path, root: Path, host: str = "pi1") -> Path:
+    """The site rendered for `host` and installed under `root` as the roles would (directories, viewer secrets,
+    a self-signed certificate for 127.0.0.1), nginx.conf made runnable here. Returns the site's directory."""
+    install_bundle(root, render_site(load_site(site_dir), rooted_paths(root))[host])
+    runnable_nginx_conf(root)
+    for sub in APPLIANCE_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    install_auth_secrets(site_dir, root)
+    make_certificate(root)
+    return site_dir
+
+
+def port_open(port: int, address: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((address, port)) == 0
+
+
+class RootedAppliance:
+    """nginx + pi_stream_auth.py from one tree installed by prepare_rooted_appliance."""
+
+    def __init__(self, root: Path, site_dir: Path) -> None:
+        self.root, self.site_dir = root, site_dir
+        self.auth = root / "etc/pi-stream/auth"
+        self.script = root / "usr/local/lib/pi-stream/pi_stream_auth.py"
+        self.socket = root / "run/pi-stream-auth.sock"
+        self.auth_log = root / "var/log/pi-stream/auth.log"
+        self.access_log = root / "var/log/nginx/access.log"
+        self.certificate = root / "etc/pi-stream/tls/cert.pem"
+        self.service: subprocess.Popen | None = None
+
+    def tool(self, *args: str) -> str:
+        return subprocess.run(auth_tool_argv(self.root, *args), capture_output=True, text=True, timeout=30, check=True).stdout
+
+    def start_service(self) -> None:
+        self.stop_service()
+        self.service = subprocess.Popen(auth_tool_argv(self.root, "serve", "--listen", str(self.socket)))
+        wait_until(lambda: self.socket.exists(), "the login service's socket", seconds=10, interval=0.05)
+
+    def stop_service(self) -> None:
+        if self.service:
+            self.service.terminate()
+            self.service.wait(timeout=10)
+            self.service = None
+        self.socket.unlink(missing_ok=True)
+
+    def nginx(self, *args: str) -> None:
+        subprocess.run(["nginx", "-c", str(self.root / "etc/nginx/nginx.conf"), *args], check=True, capture_output=True, timeout=30)
+
+
+def need_free_ports(*ports: int) -> None:
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx not installed: run scripts/install.sh")
+    taken = [port for port in ports if port_open(port)]
+    if taken:
+        pytest.fail(f"port(s) {taken} taken on this machine")
+
+
+@contextlib.contextmanager
+def running(appliance: RootedAppliance, https_port: int) -> Iterator[RootedAppliance]:
+    """The login service and nginx started, nginx answering on `https_port`; both stopped on the way out, whatever happened."""
+    try:
+        appliance.start_service()
+        appliance.nginx()
+        wait_until(lambda: port_open(https_port), "nginx", seconds=10, interval=0.05)
+        yield appliance
+    finally:
+        subprocess.run(["nginx", "-c", str(appliance.root / "etc/nginx/nginx.conf"), "-s", "stop"], capture_output=True, timeout=30)
+        appliance.stop_service()
+
+
+def loopback_session(source: str, verify: str | bool) -> Http:
+    """A session sending from a given loopback address (its own per-address limits)."""
+
+    class SourceAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (source, 0)
+            super().init_poolmanager(*args, **kwargs)
+
+    # verify's Http keeps the pinned certificate even when REQUESTS_CA_BUNDLE is set (it is on CI).
+    session = Http()
+    session.mount("https://", SourceAdapter())
+    session.verify = verify
+    return session
