@@ -90,7 +90,8 @@ def published(tmp_path_factory, dvr: FakeDvr, ports: tuple[int, int, int], viewe
         "web": {"https_port": https_port, "http_port": http_port},
         "cameras": [{"name": "garden", "source": {"type": "testsrc"}}],
         "fail2ban": {"maxretry": 3},
-        "dvr_proxy": {"shed": {**shed, "viewer_auth": True} if viewer_auth else shed},
+        # The guarded one names no login path: its DVR's 401s count as failed logins because the request carried credentials.
+        "dvr_proxy": {"shed": {**shed, "viewer_auth": True, "login_paths": []} if viewer_auth else shed},
     }
     site_dir = write_site(base / "site", site)
     root = base / "root"
@@ -108,7 +109,7 @@ def shed(tmp_path_factory, dvr) -> Iterator[Published]:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory, dvr) -> Iterator[Published]:
-    """The DVR behind the appliance's login (viewer_auth: true)."""
+    """The DVR behind the appliance's login (viewer_auth: true), with no login path of its own."""
     with published(tmp_path_factory, dvr, (18544, 18181, 17683), viewer_auth=True) as site:
         yield site
 
