@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -62,6 +63,7 @@ __all__ = [
     "allocate_subnet",
     "check_name",
     "client_namespace",
+    "network_behind",
     "down",
     "interface_names",
     "list_labs",
@@ -187,6 +189,42 @@ def client_namespace(lab_obj: Lab, name: str) -> Iterator[Client]:
         network.delete_namespace(namespace)
         if network.link_exists(veth):
             network.ip("link", "del", veth, check=False)
+
+
+@contextlib.contextmanager
+def network_behind(lab_obj: Lab, host_name: str, label: str) -> Iterator[Client]:
+    """A device wired to one lab host only (a DVR on the Pi's second port), in a namespace of its own.
+
+    The host gets eth1 at 10.214.N.1/24, the device eth0 at 10.214.N.64 with
+    its default route via the host. Nothing else reaches it unless that host
+    forwards (its namespace's ip_forward, 0 by default). Removed on exit.
+    """
+    if not re.match(r"^[a-z0-9]{1,8}$", label):
+        raise LabError(f"{label!r}: a label of 1-8 lowercase letters or digits")
+    _require_root()
+    host = next((h for h in lab_obj.hosts if h.name == host_name), None)
+    if host is None or not network.netns_exists(host.namespace):
+        raise LabError(f"lab {lab_obj.name} has no running host {host_name}")
+    namespace = f"psc-{short_hash(lab_obj.name)}-{label}"
+    host_end = f"{interface_names(lab_obj.name)[1]}{label}"[: model.IFNAMSIZ]
+    subnet = "10.214." + lab_obj.host_address.split(".")[2]
+    network.ip("netns", "add", namespace)
+    try:
+        network.ip("link", "add", host_end, "netns", host.namespace, "type", "veth", "peer", "name", "eth0", "netns", namespace)
+        network.ip("-n", host.namespace, "link", "set", host_end, "name", "eth1")
+        network.ip("-n", host.namespace, "addr", "replace", f"{subnet}.1/24", "dev", "eth1")
+        network.ip("-n", host.namespace, "link", "set", "eth1", "up")
+        network.ip("-n", namespace, "addr", "replace", f"{subnet}.64/24", "dev", "eth0")
+        network.ip("-n", namespace, "link", "set", "eth0", "up")
+        network.ip("-n", namespace, "link", "set", "lo", "up")
+        network.ip("-n", namespace, "route", "replace", "default", "via", f"{subnet}.1")
+        yield Client(address=f"{subnet}.64", exec_prefix=["ip", "netns", "exec", namespace], namespace=namespace)
+    finally:
+        inode = procs.netns_inode(network.NETNS_DIR / namespace)
+        if inode is not None:
+            procs.kill_in_netns({inode})
+        # Deleting the namespace destroys the veth pair, the host's eth1 with it.
+        network.delete_namespace(namespace)
 
 
 # ---------------------------------------------------------------- internals
