@@ -363,6 +363,11 @@ class Fields:
     def error(self, key: str, message: str) -> None:
         self.problems.add(self.file, self.at(key), message)
 
+    def absent(self, key: str) -> bool:
+        """Whether the mapping leaves `key` out, for a caller whose default is not a plain value; the key is known either way."""
+        self.seen.add(key)
+        return key not in self.data
+
     def raw(self, key: str, default: Any = None) -> Any:
         self.seen.add(key)
         return self.data.get(key, default)
@@ -785,8 +790,7 @@ def parse_dvr_proxies(section: Fields, web: Web, hosts: tuple[Host, ...], viewer
 
 def parse_websocket_ports(entry: Fields, preset: DvrPreset) -> tuple[WebSocketPort, ...]:
     """`websocket_ports: [{tls: 7682, plain: 7681}]`; the preset's when not given."""
-    if "websocket_ports" not in entry.data:
-        entry.raw("websocket_ports")
+    if entry.absent("websocket_ports"):
         return preset.websocket_ports
     ports = []
     for i, item in enumerate(entry.items("websocket_ports")):
@@ -800,8 +804,7 @@ def parse_websocket_ports(entry: Fields, preset: DvrPreset) -> tuple[WebSocketPo
 
 
 def parse_login_paths(entry: Fields, preset: DvrPreset) -> tuple[str, ...]:
-    if "login_paths" not in entry.data:
-        entry.raw("login_paths")
+    if entry.absent("login_paths"):
         return preset.login_paths
     paths = []
     for i, path in enumerate(entry.items("login_paths")):
@@ -813,8 +816,7 @@ def parse_login_paths(entry: Fields, preset: DvrPreset) -> tuple[str, ...]:
 
 
 def parse_dvr_viewers(entry: Fields, viewers: tuple[str, ...], auth: bool) -> tuple[str, ...]:
-    if "viewers" not in entry.data:
-        entry.raw("viewers")
+    if entry.absent("viewers"):
         return viewers if auth else ()
     if not auth:
         entry.error("viewers", "only with viewer_auth: true (the viewers who pass the appliance's login in front of the DVR)")

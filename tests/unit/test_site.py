@@ -21,6 +21,14 @@ def errors_of(directory: Path) -> list[tuple[str, str, str]]:
     return info.value.problems
 
 
+def problems_by_path(directory: Path) -> dict[str, str]:
+    """Every problem's message under its field path; several for one path are joined."""
+    problems: dict[str, str] = {}
+    for _, path, message in errors_of(directory):
+        problems[path] = problems.get(path, "") + message + "\n"
+    return problems
+
+
 def test_example_site_loads_with_defaults(make_site):
     site = load_site(make_site("testsrc-https"))
     camera = site.cameras[0]
@@ -229,9 +237,7 @@ def test_nvr_and_storage_mistakes_are_all_reported(tmp_path):
             {"name": "f", "source": {"type": "testsrc"}, "recording": {"enabled": True}, "transcode": True},
         ],
     }
-    problems: dict[str, str] = {}
-    for _, path, message in errors_of(write_site(tmp_path / "s", site)):
-        problems[path] = problems.get(path, "") + message + "\n"
+    problems = problems_by_path(write_site(tmp_path / "s", site))
     assert "{channel}" in problems["nvrs.shed.path_template"]
     assert "out of range" in problems["nvrs.shed.max_sessions"]
     assert "system directory" in problems["storage.snapshots_path"]
@@ -277,9 +283,7 @@ def test_dvr_proxy_mistakes_are_all_reported_with_the_fix(tmp_path):
             },
         },
     )
-    problems: dict[str, str] = {}
-    for _, path, msg in errors_of(directory):
-        problems[path] = problems.get(path, "") + msg + "\n"
+    problems = problems_by_path(directory)
     assert "web.https: true" in problems["dvr_proxy.shed"]
     assert "is not an IP address" in problems["dvr_proxy.shed.host"]
     assert "only with viewer_auth: true" in problems["dvr_proxy.shed.viewers"]
