@@ -73,6 +73,7 @@ DEFAULT_PATHS: dict[str, str] = {
     "encoder_env": "/etc/pi-stream/encoder.env",
     "firewall_nft": "/etc/pi-stream/firewall.nft",
     "dvr_cache": "/var/cache/pi-stream/dvr",
+    "dvr_proxy_conf": "/etc/pi-stream/dvr-proxy.conf",
     "ffmpeg": "/usr/bin/ffmpeg",
     "rpicam_vid": "/usr/bin/rpicam-vid",
     "nft": "/usr/sbin/nft",
