@@ -29,51 +29,45 @@ MODULE = "pi_stream.lab.fake_dvr"
 # PYTHONPATH, so `-m` finds the module whatever the cwd and whether or not the project is installed.
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
-Record = TypeVar("Record", "DvrRequest", "DvrWebSocket")
+Seen = TypeVar("Seen", bound="SeenByDvr")
 
 
-def _record(cls: type[Record], data: dict[str, Any]) -> Record:
-    """A dataclass from its JSON object; the cookie names become a tuple, so the record stays hashable."""
-    values = {f.name: data.get(f.name) for f in fields(cls)}
-    return cls(**{**values, "cookies": tuple(values["cookies"] or ())})
+@dataclass(frozen=True, kw_only=True)
+class SeenByDvr:
+    """What the DVR saw of a client, on a request or a WebSocket: header values are None when it sent none."""
 
-
-@dataclass(frozen=True)
-class DvrRequest:
-    """One HTTP request as the DVR saw it; header values are None when the request had none."""
-
-    time: float
-    method: str
-    path: str  # without the query string
-    status: int
     host: str | None
     x_forwarded_for: str | None
     x_forwarded_proto: str | None
     cookies: tuple[str, ...]  # names only
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DvrRequest:
-        return _record(cls, data)
+    def from_json(cls: type[Seen], data: dict[str, Any]) -> Seen:
+        """The record from its JSON object; the cookie names become a tuple, so the record stays hashable."""
+        values = {f.name: data.get(f.name) for f in fields(cls)}
+        return cls(**{**values, "cookies": tuple(values["cookies"] or ())})
 
 
-@dataclass(frozen=True)
-class DvrWebSocket:
+@dataclass(frozen=True, kw_only=True)
+class DvrRequest(SeenByDvr):
+    """One HTTP request as the DVR saw it."""
+
+    time: float
+    method: str
+    path: str  # without the query string
+    status: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DvrWebSocket(SeenByDvr):
     """One video WebSocket connection; `frames` counts from the last reset for one still open then."""
 
     id: int
     path: str  # with its query string, e.g. /websocket/stream?channel=1
-    host: str | None
-    x_forwarded_for: str | None
-    x_forwarded_proto: str | None
-    cookies: tuple[str, ...]
     opened: float
     closed: float | None
     frames: int
     open: bool
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DvrWebSocket:
-        return _record(cls, data)
 
 
 @dataclass(frozen=True)
