@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import requests
 
 from pi_stream.render import TEMPLATES_DIR
 from tests.conftest import wait_until
-from tests.configs.tree import auth_tool_argv
+from tests.configs.tree import auth_tool_argv, load_auth_module
 
 SERVICE = "usr/local/lib/pi-stream/pi_stream_auth.py"
 PASSWORDS = {"alice": "alice's long password", "bob": "bob's long password"}
@@ -99,12 +100,20 @@ def service(tmp_path_factory) -> Service:
         process.wait(timeout=10)
 
 
+def set_cookies(response: requests.Response) -> dict[str, tuple[str, dict[str, str]]]:
+    """name -> (value, attributes) of each Set-Cookie header, read one by one (requests joins them with commas).
+    A name set on several paths (the appliance's media cookies) keeps its last."""
+    found = {}
+    for header in response.raw.headers.getlist("Set-Cookie"):
+        name_value, *attributes = header.split("; ")
+        name, _, value = name_value.partition("=")
+        found[name] = (value, dict(attribute.partition("=")[::2] for attribute in attributes))
+    return found
+
+
 def dvr_cookie(response: requests.Response) -> tuple[str, dict[str, str]]:
-    """(value, attributes) of the one pi_stream_dvr Set-Cookie."""
-    name_value, *attributes = response.headers["Set-Cookie"].split("; ")
-    name, _, value = name_value.partition("=")
-    assert name == "pi_stream_dvr"
-    return value, dict(attribute.partition("=")[::2] for attribute in attributes)
+    """(value, attributes) of the pi_stream_dvr Set-Cookie."""
+    return set_cookies(response)["pi_stream_dvr"]
 
 
 def test_login_sets_a_host_wide_cookie_that_passes_the_check(service):
@@ -119,6 +128,47 @@ def test_login_sets_a_host_wide_cookie_that_passes_the_check(service):
     check = requests.get(f"{service.url}/auth/dvr/shed/check", headers={"Cookie": f"pi_stream_dvr={token}"}, timeout=10)
     assert check.status_code == 204 and check.content == b""
     assert service.check("shed", None) == 401
+
+
+def test_a_browser_that_logged_in_before_goes_first_for_the_dvr_password_check(tmp_path, monkeypatch):
+    """As for the appliance's login: a flood of wrong passwords must not lock the DVR's owner out.
+    The service runs in this process, so the test can hold its bcrypt queue in a known state."""
+    install_service(tmp_path)
+    module = load_auth_module(tmp_path / SERVICE, monkeypatch)
+    auth = tmp_path / "etc/pi-stream/auth"
+    server = module.make_server(module.Config.load(auth / "access.json", auth / "viewers", auth / "token.key"), f"127.0.0.1:{free_port()}")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = "http://{}:{}".format(*server.server_address)
+
+    def dvr_login(dvr: str, cookie: str = "") -> requests.Response:
+        headers = {"Cookie": f"pi_stream_device={cookie}"} if cookie else {}
+        return requests.post(f"{url}/auth/dvr/{dvr}/login", json={"user": "alice", "password": PASSWORDS["alice"]}, headers=headers, timeout=30)
+
+    try:
+        first = dvr_login("shed")
+        assert first.status_code == 200, first.text
+        device, attributes = set_cookies(first)["pi_stream_device"]
+        # Sent back only to the DVR's login path (on the DVR's own host name), never to the DVR.
+        assert attributes["Path"] == "/_pi_stream/auth/login" and attributes["Max-Age"] == str(180 * 86400)
+        assert "HttpOnly" in attributes and attributes["SameSite"] == "Strict"
+        appliance = requests.post(f"{url}/auth/login", json={"user": "alice", "password": PASSWORDS["alice"]}, timeout=30)
+        appliance_device = set_cookies(appliance)["pi_stream_device"][0]
+
+        monkeypatch.setattr(module, "CHECK_WAIT_SECONDS", 0.05)
+        checker = server.RequestHandlerClass.checker
+        checker.priority_waiting = 1  # a known device is waiting: everyone else waits behind it
+        assert dvr_login("shed").status_code == 503
+        assert dvr_login("shed", cookie="alice~9999999999~forged").status_code == 503
+        # Another DVR's device cookie, or the appliance's, is not this DVR's: no place ahead.
+        assert dvr_login("barn", cookie=device).status_code == 503
+        assert dvr_login("shed", cookie=appliance_device).status_code == 503
+        known = dvr_login("shed", cookie=device)
+        assert known.status_code == 200, known.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def test_wrong_password_and_a_viewer_off_the_list_get_the_same_401(service):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
-from tests.configs.tree import RootedAppliance, loopback_session, need_free_ports, prepare_rooted_appliance, rooted_paths, running
+from tests.configs.tree import RootedAppliance, load_auth_module, loopback_session, need_free_ports, prepare_rooted_appliance, rooted_paths, running
 
 HTTPS_PORT, HTTP_PORT = 18443, 18080
 BOB, BOB_PASSWORD = "bob", "bob's long password"
@@ -227,12 +226,7 @@ def test_removed_user_and_changed_password_lose_access_at_the_next_deploy(applia
 def test_login_service_answers_503_when_checks_queue_up(appliance, monkeypatch):
     """The bcrypt slot is bounded: a request that cannot get it within the wait gets 503, not a growing queue.
     A browser that logged in before (device cookie) is served first."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pi_stream_auth", appliance.script)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "pi_stream_auth", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_auth_module(appliance.script, monkeypatch)
     monkeypatch.setattr(module, "CHECK_WAIT_SECONDS", 0.01)
     config = module.Config.load(appliance.auth / "access.json", appliance.auth / "viewers", appliance.auth / "token.key")
     checker = module.Checker()

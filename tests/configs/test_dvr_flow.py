@@ -239,6 +239,9 @@ def test_viewer_auth_lets_a_logged_in_viewer_through_without_its_cookie(guarded,
     login = guarded.session("127.0.0.8").post(guarded.url("/_pi_stream/auth/login"), json=credentials, timeout=30)
     assert login.status_code == 200, login.text
     token = login.cookies["pi_stream_dvr"]
+    # The device cookie that puts this browser first for the next DVR login comes back only to the login path.
+    device = next(c for c in login.cookies if c.name == "pi_stream_device")
+    assert device.path == "/_pi_stream/auth/login" and device.value.startswith(f"{VIEWER}~")
     browser = guarded.session("127.0.0.8")
     page = browser.get(guarded.url(LOGIN_PAGE), headers={"Cookie": f"WebSession=abc; pi_stream_dvr={token}"}, timeout=10)
     assert page.status_code == 200 and "/doc/script/webvideo.js" in page.text

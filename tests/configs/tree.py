@@ -48,6 +48,18 @@ def auth_tool_argv(root: Path, *args: str) -> list[str]:
             "--viewers", str(auth / "viewers"), "--key", str(auth / "token.key"), *args]
 
 
+def load_auth_module(script: Path, monkeypatch: pytest.MonkeyPatch):
+    """pi_stream_auth.py imported into this process, so a test can hold its bcrypt queue in a known state."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("pi_stream_auth", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pi_stream_auth", module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def install_auth_secrets(site_dir: Path, root: Path) -> None:
     """What the viewer_auth role does on the host: viewers file, site key, and nginx's token keys from the real tool."""
     auth = root / "etc/pi-stream/auth"

@@ -65,6 +65,9 @@ SESSION_COOKIE = "pi_stream_session"
 # cookies"). It proves a past login, not the password: the password is still checked.
 DEVICE_COOKIE = "pi_stream_device"
 DEVICE_SECONDS = 180 * 86400
+# A proxied DVR's login page posts here, on the DVR's own host name (dvr-proxy.conf passes it to
+# /auth/dvr/NAME/login): its device cookie is sent back to this path only, like the appliance's to /auth/login.
+DVR_LOGIN_PATH = "/_pi_stream/auth/login"
 # Host-only, on the DVR's own host name: its web pages and its WebSocket ports (cookies ignore the port) send it.
 DVR_COOKIE = "pi_stream_dvr"
 DVR_ROUTE_RE = re.compile(r"^/auth/dvr/([a-z0-9][a-z0-9_-]{0,31})/(login|check|logout)$")
@@ -137,8 +140,9 @@ class Config:
     def session_token(self, user: str, expires: int) -> str:
         return self.signed_token(user, expires, "session")
 
-    def device_token(self, user: str, expires: int) -> str:
-        return self.signed_token(user, expires, "device")
+    def device_token(self, user: str, expires: int, *scope: str) -> str:
+        """A past login's proof, for the appliance (no scope) or for one DVR's login (scope: "dvr", NAME)."""
+        return self.signed_token(user, expires, "device", *scope)
 
     def dvr_token(self, dvr: str, user: str, expires: int) -> str:
         return self.signed_token(user, expires, "dvr", dvr)
@@ -153,9 +157,9 @@ class Config:
         expected = self.signed_token(user, int(expires), kind, *scope)
         return user if hmac.compare_digest(expected.encode(), token.encode()) else None
 
-    def session_user(self, token: str, now: float, kind: str = "session") -> str | None:
-        """The user a session (or device) cookie belongs to, or None."""
-        return self.token_user(token, now, self.access, "device" if kind == "device" else "session")
+    def session_user(self, token: str, now: float) -> str | None:
+        """The user a session cookie belongs to, or None."""
+        return self.token_user(token, now, self.access, "session")
 
     def dvr_user(self, dvr: str, token: str, now: float) -> str | None:
         """The user a DVR cookie belongs to, if it was issued for this DVR and they are still on its list, else None."""
@@ -278,14 +282,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if found is None:
             return
         user, password = found
-        device = self.cookies().get(DEVICE_COOKIE, "")
-        known_device = bool(device) and self.config.session_user(device, time.time(), kind="device") == user
-        if not self.password_ok(user, password, priority=known_device):
+        if not self.password_ok(user, password, priority=self.known_device(user, self.config.access)):
             return
         expires = int(time.time()) + self.config.session_seconds
         cookies = [self.cookie(SESSION_COOKIE, self.config.session_token(user, expires), "/auth/", self.config.session_seconds)]
-        device_expires = int(time.time()) + DEVICE_SECONDS
-        cookies.append(self.cookie(DEVICE_COOKIE, self.config.device_token(user, device_expires), "/auth/login", DEVICE_SECONDS))
+        cookies.append(self.device_cookie(user, "/auth/login"))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
             # The same token on both paths: nginx checks it identically for video and for snapshots/status.
@@ -313,13 +314,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dvr_login(self, dvr: str, body: dict) -> None:
         found = self.credentials(body)
-        # Off the DVR's list is checked like an unknown user: the same bcrypt cost and the same 401 as a wrong password.
-        if found is None or not self.password_ok(*found, users=self.config.dvrs[dvr]):
+        if found is None:
             return
-        user = found[0]
+        user, password = found
+        allowed = self.config.dvrs[dvr]
+        # Off the DVR's list is checked like an unknown user: the same bcrypt cost and the same 401 as a wrong password.
+        if not self.password_ok(user, password, priority=self.known_device(user, allowed, "dvr", dvr), users=allowed):
+            return
         expires = int(time.time()) + self.config.session_seconds
         cookie = self.cookie(DVR_COOKIE, self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
-        self.send_json(200, {"user": user, "expires": expires}, cookies=[cookie])
+        self.send_json(200, {"user": user, "expires": expires}, cookies=[cookie, self.device_cookie(user, DVR_LOGIN_PATH, "dvr", dvr)])
+
+    def known_device(self, user: str, users: Collection[str], *scope: str) -> bool:
+        """Whether this browser logged in here as `user` before (its device cookie): it goes first for the bcrypt slot."""
+        device = self.cookies().get(DEVICE_COOKIE, "")
+        return bool(device) and self.config.token_user(device, time.time(), users, "device", *scope) == user
+
+    def device_cookie(self, user: str, path: str, *scope: str) -> str:
+        expires = int(time.time()) + DEVICE_SECONDS
+        return self.cookie(DEVICE_COOKIE, self.config.device_token(user, expires, *scope), path, DEVICE_SECONDS)
 
     def dvr_logout(self, _dvr: str, _body: dict) -> None:
         self.send_json(200, {"logged_out": True}, cookies=[self.cookie(DVR_COOKIE, "", "/", 0)])
