@@ -60,7 +60,8 @@ def bundle_dir(site: Site) -> Path:
     return (site.directory / ".pi-stream" / "bundle").resolve()
 
 
-def playbook_argv(site: Site, check: bool = False, limit: str | None = None) -> list[str]:
+def playbook_argv(site: Site, check: bool = False, limit: str | None = None, sources_checked: bool = False) -> list[str]:
+    """sources_checked: the caller has just fetched and checked the source tarballs, so the playbook need not hash them again."""
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
     argv = [
         str(ansible_playbook if ansible_playbook.exists() else "ansible-playbook"),
@@ -74,6 +75,8 @@ def playbook_argv(site: Site, check: bool = False, limit: str | None = None) -> 
         "-e",
         f"pi_stream_cache={cache_root()}",
     ]
+    if sources_checked:
+        argv += ["-e", "pi_stream_sources_checked=true"]
     if check:
         argv.append("--check")
     if limit:
@@ -137,10 +140,11 @@ def deploy(
     check: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout: float = DEPLOY_TIMEOUT_SECONDS,
+    sources_checked: bool = False,
 ) -> DeployResult:
     """Provision every host of the site. Raises UnreachableError before running anything if a host is down."""
     check_reachable(site)
-    argv = playbook_argv(site, check=check)
+    argv = playbook_argv(site, check=check, sources_checked=sources_checked)
     run_dir = new_run_dir(site)
     events_path = run_dir / "events.jsonl"
     stderr_path = run_dir / "ansible-stderr.log"

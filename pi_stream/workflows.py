@@ -64,8 +64,9 @@ def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResul
     for line in budget_notes(site):
         console.info(f"note: {line}")
     # Before Ansible starts: a wrong checksum is a mistake in site.yml (exit 3) and changes nothing anywhere.
-    run_fetch_sources(site, console)
-    result = deploy(site, check=check, on_event=DeployProgress(console))
+    # Checked here, once: the playbook's own check (for plain ansible-playbook users) is then skipped.
+    checked = bool(run_fetch_sources(site, console))
+    result = deploy(site, check=check, on_event=DeployProgress(console), sources_checked=checked)
     rows = [
         (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))
         for host, s in sorted(result.stats.items())

@@ -35,3 +35,47 @@ def test_stats_and_failures_come_from_events():
     assert result.notes == [("pi1", "hi")]
     assert result.stats["pi1"].changed == 0 and result.stats["pi2"].failures == 1
     assert result.changed == 0
+
+
+def test_a_deploy_hashes_each_source_tarball_once(tmp_path, monkeypatch):
+    """`pi-stream deploy` checks the tarballs before Ansible starts, and tells the playbook, whose own check
+    (there for plain ansible-playbook users) would hash the same files again."""
+    import hashlib
+
+    from pi_stream import nginx_source, workflows
+    from pi_stream.console import Console
+    from tests.conftest import write_site
+
+    tarballs = {"nginx.tar.gz": b"nginx bytes\n", "rtmp.tar.gz": b"module bytes\n"}
+    source = {
+        key: {"version": version, "file": name, "sha256": hashlib.sha256(content).hexdigest()}
+        for (key, version), (name, content) in zip((("nginx", "1.26.3"), ("rtmp_module", "1.2.2")), tarballs.items(), strict=True)
+    }
+    directory = write_site(tmp_path / "site", {"name": "s", "cameras": [{"name": "cam", "source": {"type": "testsrc"}}],
+                                               "nginx": {"install_method": "source", "source": source}})
+    for name, content in tarballs.items():
+        (directory / name).write_bytes(content)
+    monkeypatch.setenv("PI_STREAM_CACHE", str(tmp_path / "cache"))
+    hashed: list[str] = []  # names of the files hashed, in order
+    real_sha256_of = nginx_source.sha256_of
+    monkeypatch.setattr(nginx_source, "sha256_of", lambda path: hashed.append(path.name) or real_sha256_of(path))
+    calls = []
+    monkeypatch.setattr(workflows, "deploy", lambda site, **kwargs: calls.append(kwargs) or DeployResult(ExitStatus.OK, 0))
+
+    workflows.run_deploy(load_site(directory), Console(show_progress=False))
+    assert len(hashed) == 2, hashed  # copied into the cache, hashed there
+    workflows.run_deploy(load_site(directory), Console(show_progress=False))
+    assert len(hashed) == 4 and sorted(hashed[2:]) == ["nginx.tar.gz", "rtmp.tar.gz"], "from the cache, checked again once"
+    assert [c["sources_checked"] for c in calls] == [True, True]
+    assert "pi_stream_sources_checked=true" in playbook_argv(load_site(directory), sources_checked=True)
+    assert "pi_stream_sources_checked=true" not in playbook_argv(load_site(directory))
+
+
+def test_the_playbooks_source_check_is_skipped_only_when_deploy_did_it():
+    import yaml
+
+    from pi_stream.deploy import PLAYBOOK
+
+    tasks = yaml.safe_load(PLAYBOOK.read_text(encoding="utf-8"))[0]["tasks"]
+    (fetch,) = [t for t in tasks if "fetch-sources" in t["ansible.builtin.command"]["argv"]]
+    assert fetch["when"] == "not (pi_stream_sources_checked | default(false) | bool)"
