@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import subprocess
 import time
 import warnings
@@ -22,6 +23,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from pi_stream import credentials
 from pi_stream.console import Console
 from pi_stream.errors import ExitStatus
+from pi_stream.render import render_site
 from pi_stream.site import load_site
 from pi_stream.verify import Http
 from pi_stream.workflows import run_deploy
@@ -192,8 +194,16 @@ def test_no_secret_in_the_bundle_ansible_output_or_readable_files(first_deploy, 
     assert ssh(lab_env, "pi1", "test", "-e", "/etc/nginx/pi-stream/viewers.htpasswd").returncode == 1
 
 
+RETIRED_WEB_FILES = ("/var/www/pi-stream/static/retired.js", "/var/www/pi-stream/old-pages/index.html")
+
+
 def test_removed_viewer_loses_access_at_the_next_deploy(first_deploy, lab_env, pi1_url, site_dir, tmp_path):
-    """Last in this file: it changes the shared site."""
+    """Last in this file: it changes the shared site.
+
+    The same deploy also stands for an upgrade: web files an earlier release shipped, and this one does not,
+    are removed from /var/www/pi-stream (the nginx_rtmp role owns it), and nothing else there."""
+    planted = " && ".join(f"mkdir -p {shlex.quote(str(Path(f).parent))} && echo old > {shlex.quote(f)}" for f in RETIRED_WEB_FILES)
+    assert ssh(lab_env, "pi1", planted).returncode == 0
     with namespace_curl(lab_env, "bobs-tablet", pi1_url, tmp_path) as (phone, _client):
         assert phone.login(LIMITED_VIEWER, LIMITED_PASSWORD)[0] == 200
         assert phone.request("/hls/barn/index.m3u8")[0] == 200
@@ -207,3 +217,9 @@ def test_removed_viewer_loses_access_at_the_next_deploy(first_deploy, lab_env, p
         assert phone.request("/hls/barn/index.m3u8")[0] == 403, "the old cookie still opens the camera"
         assert phone.request("/auth/session")[0] == 401
         assert phone.login(LIMITED_VIEWER, LIMITED_PASSWORD)[0] == 401
+    listing = ssh(lab_env, "pi1", "find", "/var/www/pi-stream", "-mindepth", "1").stdout.split()
+    on_pi = {path.removeprefix("/") for path in listing}
+    shipped = {target for target in render_site(load_site(site_dir))["pi1"] if target.startswith("var/www/pi-stream/")}
+    parents = {str(parent) for target in shipped for parent in Path(target).parents}
+    assert on_pi - shipped - parents == set(), "files the bundle does not ship are still served"
+    assert shipped <= on_pi
