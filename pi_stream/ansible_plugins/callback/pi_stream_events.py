@@ -32,9 +32,12 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._async_started: dict[tuple, float] = {}
+        self._started = time.monotonic()
 
     def _emit(self, event: str, **fields) -> None:
-        sys.stdout.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        # "at": seconds since the run began, so a run's events.jsonl shows where its time went.
+        line = json.dumps({"event": event, "at": round(time.monotonic() - self._started, 3), **fields}, default=str)
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
     def _result(self, event: str, result, **extra) -> None:
