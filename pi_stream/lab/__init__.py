@@ -279,6 +279,13 @@ def _bring_up(name: str, count: int, suite: str, arch: str, progress: Callable[[
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # holds the lab's private key
     with state.allocation_lock():
+        # Labs run side by side (the test suite runs two at once): every name they create must differ.
+        clash = model.name_clash(name, state.list_labs())
+        if clash:
+            raise LabError(
+                f"lab {name!r} would name its bridge and namespaces like lab {clash!r} (both {short_hash(name)}): "
+                f"choose another name, or take {clash!r} down first"
+            )
         index = allocate_subnet(name, _subnets_taken(name))
         lab_obj = model.make_lab(name, suite, arch, count, index, directory)
         current = LabState(lab=lab_obj)

@@ -118,6 +118,11 @@ def short_hash(name: str) -> str:
     return hashlib.sha1(name.encode()).hexdigest()[:6]
 
 
+def name_clash(name: str, others: list[str]) -> str | None:
+    """Another lab whose short hash equals this one's: their bridges, veths and namespaces would be the same names."""
+    return next((other for other in others if other != name and short_hash(other) == short_hash(name)), None)
+
+
 def interface_names(name: str) -> tuple[str, str]:
     """The lab's bridge and the prefix of its veths ("psb1a2b3c", "psv1a2b3c")."""
     digest = short_hash(name)

@@ -23,7 +23,7 @@ from pi_stream.lab import container, model, state
 
 pytestmark = pytest.mark.lab
 
-NAME = "labtest"
+LAB = "labtest"
 
 
 def sh(argv: list[str], timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
@@ -64,13 +64,13 @@ def leftovers(name: str) -> list[str]:
 def lab2():
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces, systemd-nspawn); deselect them with -m 'not lab'")
-    lab.down(NAME)  # a previous run killed halfway
+    lab.down(LAB)  # a previous run killed halfway
     started = time.monotonic()
     try:
-        yield lab.up(NAME, hosts=2, progress=print)
+        yield lab.up(LAB, hosts=2, progress=print)
     finally:
-        lab.down(NAME)
-    print(f"\nlab {NAME}: session took {time.monotonic() - started:.1f}s")
+        lab.down(LAB)
+    print(f"\nlab {LAB}: session took {time.monotonic() - started:.1f}s")
 
 
 def test_every_host_answers_ssh_with_the_lab_key_and_pinned_host_key(lab2):
@@ -134,7 +134,7 @@ def test_apt_works_through_the_proxy_and_nftables_has_its_capability(lab2):
     install = on(lab2, "pi1", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
                  "--no-install-recommends", "nftables", timeout=300)
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    access_log = (state.LABS_DIR / NAME / "apt-proxy" / "access.log").read_text()
+    access_log = (state.LABS_DIR / LAB / "apt-proxy" / "access.log").read_text()
     pi1 = lab2.host("pi1").address
     assert re.search(rf"^{re.escape(pi1)} .*InRelease", access_log, re.MULTILINE), "apt-get update went through the proxy"
     assert re.search(rf"^{re.escape(pi1)} .*/nftables_.*\.deb HTTP/1\.1\" 200 ", access_log, re.MULTILINE)
@@ -162,11 +162,11 @@ def test_a_client_namespace_reaches_a_container_and_is_removed(lab2):
 
 def test_up_again_returns_the_running_lab_at_once(lab2):
     started = time.monotonic()
-    again = lab.up(NAME, hosts=2, progress=print)
+    again = lab.up(LAB, hosts=2, progress=print)
     took = time.monotonic() - started
-    print(f"\nlab {NAME}: up of a running lab took {took:.2f}s")
+    print(f"\nlab {LAB}: up of a running lab took {took:.2f}s")
     assert again == lab2
-    assert lab.status(NAME) == lab2 and NAME in lab.list_labs()
+    assert lab.status(LAB) == lab2 and LAB in lab.list_labs()
 
 
 def test_a_failed_up_rolls_back(monkeypatch):
@@ -183,18 +183,18 @@ def test_a_failed_up_rolls_back(monkeypatch):
 
 def test_down_leaves_nothing_is_idempotent_and_a_warm_up_is_fast(lab2):
     """Runs last: takes the session's lab down, checks the machine is clean, then measures up and down."""
-    lab.down(NAME)
-    assert leftovers(NAME) == []
-    lab.down(NAME)  # idempotent
-    assert lab.status(NAME) is None and NAME not in lab.list_labs()
+    lab.down(LAB)
+    assert leftovers(LAB) == []
+    lab.down(LAB)  # idempotent
+    assert lab.status(LAB) is None and LAB not in lab.list_labs()
 
     for round_ in (1, 2):  # twice: up/down is repeatable, not only once
         started = time.monotonic()
-        again = lab.up(NAME, hosts=2, progress=lambda _: None)
+        again = lab.up(LAB, hosts=2, progress=lambda _: None)
         up_took = time.monotonic() - started
         assert on(again, "pi2", "hostname").stdout.strip() == "pi2"
         started = time.monotonic()
-        lab.down(NAME)
+        lab.down(LAB)
         down_took = time.monotonic() - started
-        print(f"\nlab {NAME} round {round_}: up (warm cache, 2 hosts) {up_took:.1f}s, down {down_took:.1f}s")
-        assert leftovers(NAME) == []
+        print(f"\nlab {LAB} round {round_}: up (warm cache, 2 hosts) {up_took:.1f}s, down {down_took:.1f}s")
+        assert leftovers(LAB) == []

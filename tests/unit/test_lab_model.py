@@ -53,6 +53,33 @@ def test_every_interface_name_fits_the_linux_limit_and_differs_per_lab():
         assert all(len(ifname) <= model.IFNAMSIZ for ifname in longest), longest
 
 
+def test_labs_whose_names_would_collide_are_found():
+    """Two names with one short hash would share a bridge and namespaces: `up` refuses the second."""
+    by_hash: dict[str, str] = {}
+    for number in range(100_000):
+        candidate = f"l{number}"
+        other = by_hash.setdefault(lab.short_hash(candidate), candidate)
+        if other != candidate:
+            break
+    else:
+        pytest.fail("no short-hash collision among 100,000 names: widen the search")
+    assert model.name_clash(candidate, ["demo", other]) == other
+    assert model.name_clash(candidate, ["demo", candidate]) is None
+
+
+def test_the_suites_labs_can_run_side_by_side():
+    """Every lab name the tests and the demo use: distinct short hashes, so two at once never share a name."""
+    import re
+
+    tests_dir = Path(__file__).resolve().parents[1]
+    names = {"demo"}
+    for path in tests_dir.rglob("*.py"):
+        names |= set(re.findall(r'^LAB(?:_NAME)?\s*=\s*"([a-z][a-z0-9-]*)"', path.read_text(encoding="utf-8"), re.MULTILINE))
+    assert len(names) >= 6, names
+    assert len({lab.short_hash(n) for n in names}) == len(names)
+    assert all(model.name_clash(n, sorted(names)) is None for n in names)
+
+
 def test_machine_names_of_one_lab_do_not_match_another_lab_with_a_longer_name():
     """`down a` must never stop lab `a-b`'s containers."""
     pattern = model.machine_re("a")
