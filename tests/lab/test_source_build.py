@@ -2,9 +2,11 @@
 
 A lab of its own ("srctest": pi1 the appliance, pi2 a build host in the last
 test) and a controller cache of its own (a temporary PI_STREAM_CACHE), so the
-first deploy really builds. The sources
-are the defaults: Debian's archive copies of the upstream release tarballs.
-The tests run in order: each starts from the state the previous one left.
+first deploy really builds. The sources are the defaults, Debian's archive
+copies of the upstream release tarballs, then bookworm's own nginx release.
+Two builds in all: the cold one, and one whose inputs differ in every way a
+later test needs (version, module link, build host). The tests run in order:
+each starts from the state the previous one left.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def test_source_build_serves_and_builds_once(source_lab, site_dir, cache):
     assert packages(cache) == [package]
 
 
-def test_switching_to_the_package_and_back_leaves_nothing_behind(source_lab, site_dir, cache):
+def test_switching_to_the_package_leaves_nothing_of_the_build(source_lab, site_dir, cache):
     set_nginx(site_dir, {"install_method": "package"})
     deploy_and_verify(site_dir)
     assert package_state(source_lab, "nginx") == "installed"
@@ -149,29 +151,25 @@ def test_switching_to_the_package_and_back_leaves_nothing_behind(source_lab, sit
     assert len(on_pi(source_lab, "systemctl list-unit-files --no-legend 'nginx*'").splitlines()) == 1
     assert on_pi(source_lab, "dpkg -S /usr/sbin/nginx").split(":")[0] in ("nginx", "nginx-core")
 
-    # Back, with the module loaded dynamically: a changed input, so one new package.
-    set_nginx(site_dir, {"install_method": "source", "source": {"rtmp_module_link": "dynamic"}})
+
+def test_back_to_source_an_older_nginx_with_a_dynamic_module_built_on_a_build_host(source_lab, site_dir, cache):
+    """From the package back to the source method, with three inputs changed at once, so one build checks them all:
+    bookworm's own nginx release given by version, URL and sha256; the module loaded dynamically; built on pi2 for pi1."""
+    write_inventory(source_lab, site_dir, builders=("pi2",))
+    older = {"version": "1.22.1", "sha256": OLDER_NGINX_SHA256, "url": OLDER_NGINX_URL}
+    set_nginx(site_dir, {"install_method": "source", "source": {"nginx": older, "rtmp_module_link": "dynamic", "build_host": "pi2"}})
     deploy_and_verify(site_dir)
     version = on_pi(source_lab, "nginx -V 2>&1")
+    assert "nginx version: nginx/1.22.1" in version
+    # The new binary is the one serving, not only the one on disk.
+    assert on_pi(source_lab, "readlink /proc/$(cat /run/nginx.pid)/exe").strip() == "/usr/sbin/nginx"
     assert "--add-dynamic-module=" in version
     loaded = on_pi(source_lab, "cat /etc/nginx/modules-enabled/50-mod-rtmp.conf").strip()
     assert loaded == "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;"
     assert on_pi(source_lab, "dpkg -S /usr/lib/nginx/modules/ngx_rtmp_module.so").startswith("pi-stream-nginx:")
     assert package_state(source_lab, "nginx-common") in ("", "not-installed"), "purged, not left in state config-files"
-    assert len(packages(cache)) == 2
-
-
-def test_a_build_host_builds_and_is_not_provisioned(source_lab, site_dir, cache):
-    """Bookworm's own nginx release, given by version, URL and sha256, built on pi2 for pi1."""
-    write_inventory(source_lab, site_dir, builders=("pi2",))
-    older = {"version": "1.22.1", "sha256": OLDER_NGINX_SHA256, "url": OLDER_NGINX_URL}
-    set_nginx(site_dir, {"install_method": "source", "source": {"nginx": older, "build_host": "pi2"}})
-    deploy_and_verify(site_dir)
-    assert "nginx version: nginx/1.22.1" in on_pi(source_lab, "nginx -V 2>&1")
-    # The new binary is the one serving, not only the one on disk.
-    assert on_pi(source_lab, "readlink /proc/$(cat /run/nginx.pid)/exe").strip() == "/usr/sbin/nginx"
     # pi2 built (it has the tools) and is nothing else: no nginx, no build left, no appliance.
     assert ssh(source_lab, "pi2", "command -v gcc").returncode == 0
     leftovers = "test -e /usr/sbin/nginx || test -e /var/cache/pi-stream-build || test -e /etc/pi-stream"
     assert ssh(source_lab, "pi2", leftovers).returncode == 1
-    assert len(packages(cache)) == 3
+    assert len(packages(cache)) == 2
