@@ -1,0 +1,131 @@
+"""The field-checking engine every section module uses: `Fields` reads one YAML mapping, typed.
+
+Each check that fails records a problem under the field's path (`cameras[1].fps`)
+and returns the default, so parsing goes on and one run reports every mistake;
+`Problems` collects them and raises one `SiteError`. The name pattern lives here
+because NVRs, DVRs and cameras share it (their names become file names and URLs);
+a pattern only one section uses lives in that section's module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from pi_stream.errors import SiteError
+
+# Names become file names, systemd instance names and URL path segments.
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME_HINT = "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+
+
+class Problems:
+    """Collects (file, path, message) so one run reports every mistake."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    def add(self, file: str, path: str, message: str) -> None:
+        self.items.append((file, path, message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SiteError(self.items)
+
+
+class Fields:
+    """Reads one YAML mapping, typed, recording problems under its field path.
+
+    `done()` reports keys nobody asked for, with a did-you-mean: a typo like
+    `camras` must be an error, not a silently ignored key.
+    """
+
+    def __init__(self, data: Any, path: str, file: str, problems: Problems) -> None:
+        self.path, self.file, self.problems = path, file, problems
+        self.seen: set[str] = set()
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.error("", f"must be a mapping (key: value), got {type_name(data)}")
+            data = {}
+        self.data: dict[str, Any] = data
+
+    def at(self, key: str) -> str:
+        if not key:
+            return self.path
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.add(self.file, self.at(key), message)
+
+    def absent(self, key: str) -> bool:
+        """Whether the mapping leaves `key` out, for a caller whose default is not a plain value; the key is known either way."""
+        self.seen.add(key)
+        return key not in self.data
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, default)
+
+    def string(self, key: str, default: str = "", pattern: re.Pattern | None = None, hint: str = "") -> str:
+        value = self.raw(key, default)
+        if value is None:
+            value = default
+        if not isinstance(value, str):
+            self.error(key, f"must be a string, got {type_name(value)}")
+            return default
+        if pattern is not None and key in self.data and not pattern.match(value):
+            self.error(key, f"{value!r} is not valid: {hint}")
+            return default
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            self.error(key, f"{value!r} is not one of: {', '.join(choices)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(key, f"must be a whole number from {low} to {high}, got {value!r}")
+            return default
+        if not low <= value <= high:
+            self.error(key, f"{value} is out of range: use {low} to {high}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self.raw(key, [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(key, f"must be a list, got {type_name(value)}")
+            return []
+        return value
+
+    def sub(self, key: str) -> Fields:
+        return Fields(self.raw(key, {}), self.at(key), self.file, self.problems)
+
+    def done(self) -> None:
+        for key in self.data:
+            if key in self.seen:
+                continue
+            close = difflib.get_close_matches(str(key), sorted(self.seen), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known keys: {', '.join(sorted(self.seen))}"
+            self.error(str(key), f"unknown key{hint}")
+
+
+def type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )

@@ -1,0 +1,83 @@
+"""`inventory.yml`: the hosts, read from an ordinary Ansible YAML inventory.
+
+Not a site.yml section, but the sections check host names against it (a camera's
+`host`, a DVR's `pi`, `nginx.source.build_host`). Hosts of the
+`pi_stream_builders` group only build packages and are kept apart from the appliances.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pi_stream.site.fields import Problems
+from pi_stream.site.files import read_yaml
+
+BUILDERS_GROUP = "pi_stream_builders"  # inventory group of hosts that only build packages
+HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    ssh_port: int = 22
+    ssh_user: str = "root"
+
+
+def load_inventory(path: Path, problems: Problems) -> tuple[tuple[Host, ...], tuple[Host, ...]]:
+    """(appliance hosts, build hosts) from an Ansible YAML inventory (all.hosts and nested children groups).
+
+    Hosts of the `pi_stream_builders` group only build packages (nginx from
+    source); they are not provisioned as appliances.
+    """
+    data = read_yaml(path, problems)
+    if data is None:
+        return (), ()
+    file = str(path)
+    if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
+        problems.add(file, "all", "the inventory must have a top-level 'all:' group (Ansible YAML inventory)")
+        return (), ()
+    found: dict[str, Host] = {}
+    builders: dict[str, Host] = {}
+
+    def walk(group: dict, group_path: str, into: dict[str, Host]) -> None:
+        hosts = group.get("hosts") or {}
+        if not isinstance(hosts, dict):
+            problems.add(file, f"{group_path}.hosts", "must be a mapping of host name to its variables")
+            hosts = {}
+        for name, host_vars in hosts.items():
+            host_path = f"{group_path}.hosts.{name}"
+            if not isinstance(name, str) or not HOST_RE.match(name) or name.startswith("_"):
+                problems.add(file, host_path, "host names use letters, digits, '.', '-', '_' and do not start with '_'")
+                continue
+            host_vars = host_vars or {}
+            if not isinstance(host_vars, dict):
+                problems.add(file, host_path, "host variables must be a mapping")
+                continue
+            port = host_vars.get("ansible_port", 22)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                problems.add(file, f"{host_path}.ansible_port", f"{port!r} is not a TCP port (1-65535)")
+                port = 22
+            into.setdefault(
+                name,
+                Host(
+                    name=name,
+                    address=str(host_vars.get("ansible_host", name)),
+                    ssh_port=port,
+                    ssh_user=str(host_vars.get("ansible_user", "root")),
+                ),
+            )
+        children = group.get("children") or {}
+        if isinstance(children, dict):
+            for child_name, child in children.items():
+                target = builders if child_name == BUILDERS_GROUP else into
+                walk(child or {}, f"{group_path}.children.{child_name}", target)
+
+    walk(data["all"], "all", found)
+    for name in set(found) & set(builders):
+        problems.add(file, f"all.children.{BUILDERS_GROUP}.hosts.{name}", "a build host is not also an appliance host: list it once")
+    if not found:
+        problems.add(file, "all.hosts", "no hosts: add at least one Pi, e.g. `pi1: {ansible_host: 192.0.2.10}`")
+    return tuple(found.values()), tuple(builders.values())

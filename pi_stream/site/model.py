@@ -1,0 +1,96 @@
+"""The `Site` model: every section's result in one frozen object, and the questions asked across sections.
+
+Only parse_site (in __init__.py) builds one, and only when no section had a
+problem, so code that holds a `Site` may trust every field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pi_stream.credentials import VIEWERS_FILE
+from pi_stream.nginx_source import DEFAULT_NGINX_SOURCE, NginxSource
+from pi_stream.site.auth import Auth
+from pi_stream.site.cameras import Camera
+from pi_stream.site.capture_schedule import CaptureSchedule
+from pi_stream.site.dvr_proxy import DvrProxy
+from pi_stream.site.fail2ban import Fail2ban
+from pi_stream.site.hls import Hls
+from pi_stream.site.inventory import Host
+from pi_stream.site.nvrs import Nvr
+from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
+from pi_stream.site.web import Web
+
+
+@dataclass(frozen=True)
+class Site:
+    directory: Path
+    name: str
+    hosts: tuple[Host, ...]
+    cameras: tuple[Camera, ...]
+    web: Web
+    hls: Hls
+    fail2ban: Fail2ban
+    encoder_candidates: tuple[str, ...]
+    extra_tcp_ports: tuple[int, ...]
+    nginx_install_method: str
+    viewers: tuple[str, ...]
+    auth: Auth
+    # viewer -> the cameras they may watch; a viewer not named in site.yml `viewers:` sees every camera.
+    camera_access: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nvrs: tuple[Nvr, ...] = ()
+    storage: Storage = Storage(DEFAULT_SNAPSHOTS_PATH, "", False, 10)
+    capture: CaptureSchedule = CaptureSchedule(2, 5, 300, 10, 1800, 20, 60)
+    # Addresses (CIDR) allowed to scrape /metrics without logging in; the Pi itself always may.
+    metrics_allow: tuple[str, ...] = ()
+    nginx_source: NginxSource = DEFAULT_NGINX_SOURCE
+    build_hosts: tuple[Host, ...] = ()  # inventory group pi_stream_builders
+    dvrs: tuple[DvrProxy, ...] = ()  # site.yml dvr_proxy
+
+    def nvr(self, name: str) -> Nvr:
+        return next(n for n in self.nvrs if n.name == name)
+
+    def nvrs_on(self, host: str) -> tuple[Nvr, ...]:
+        used = {c.source.nvr for c in self.cameras_on(host)}
+        return tuple(n for n in self.nvrs if n.name in used)
+
+    def waiting_cameras(self, host: str) -> dict[str, tuple[Camera, ...]]:
+        """Per NVR, the always-on cameras beyond its session budget: they wait while higher priorities run."""
+        waiting = {}
+        for nvr in self.nvrs_on(host):
+            ranked = sorted(
+                (c for c in self.cameras_on(host) if c.source.nvr == nvr.name and not c.on_demand),
+                key=lambda c: -c.priority,
+            )
+            if len(ranked) > nvr.max_sessions:
+                waiting[nvr.name] = tuple(ranked[nvr.max_sessions :])
+        return waiting
+
+    def dvrs_on(self, host: str) -> tuple[DvrProxy, ...]:
+        return tuple(d for d in self.dvrs if d.pi == host)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def cameras_on(self, host: str) -> tuple[Camera, ...]:
+        return tuple(c for c in self.cameras if c.host == host)
+
+    def cameras_for(self, viewer: str, host: str) -> tuple[Camera, ...]:
+        """The cameras on `host` that `viewer` may watch."""
+        allowed = self.camera_access.get(viewer)
+        return tuple(c for c in self.cameras_on(host) if allowed is None or c.name in allowed)
+
+    @property
+    def viewers_file(self) -> Path:
+        return self.directory / VIEWERS_FILE
+
+    def public_tcp_ports(self, host: str) -> tuple[int, ...]:
+        """Inbound TCP ports the host firewall opens: SSH first, then the web ports, then extras."""
+        ports = [self.host(host).ssh_port, self.web.http_port]
+        if self.web.https:
+            ports.append(self.web.https_port)
+        for dvr in self.dvrs_on(host):
+            ports.extend(dvr.listen_ports())
+        ports.extend(self.extra_tcp_ports)
+        return tuple(dict.fromkeys(ports))

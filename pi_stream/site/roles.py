@@ -1,0 +1,59 @@
+"""What the model hands the Ansible roles: each role's variables per host, and the values they are made of.
+
+Not a section: it reads the whole `Site`. The renderer also uses `storage_dirs`
+for the capture supervisor's settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pi_stream.nginx_source import role_vars as nginx_source_vars
+from pi_stream.site.model import Site
+
+
+# Role variables this model exports per host. tests/unit assert each role's
+# meta/argument_specs.yml accepts exactly these names, so the two cannot drift.
+def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
+    cameras = site.cameras_on(host)
+    tls_mode = "none" if not site.web.https else ("provided" if site.web.cert_file else "self_signed")
+    return {
+        "firewall": {"firewall_tcp_ports": list(site.public_tcp_ports(host))},
+        "viewer_auth": {"viewer_auth_viewers_src": str(site.viewers_file.resolve())},
+        "nginx_rtmp": {
+            "nginx_rtmp_install_method": site.nginx_install_method,
+            # Only for the source method: a package site's bundle does not change with the build files.
+            "nginx_rtmp_source": nginx_source_vars(site.nginx_source) if site.nginx_install_method == "source" else {},
+            "nginx_rtmp_tls_mode": tls_mode,
+            "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
+            "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",
+            "nginx_rtmp_tls_common_name": tls_common_name(site, host),
+            # The proxied DVRs' names go into the self-signed certificate too.
+            "nginx_rtmp_tls_alt_names": [d.server_name for d in site.dvrs_on(host) if d.server_name],
+        },
+        "dvr_proxy": {"dvr_proxy_cached": [d.name for d in site.dvrs_on(host) if d.cache_mb]},
+        "camera_capture": {
+            "camera_capture_cameras": [c.name for c in cameras],
+            "camera_capture_encoder_candidates": list(site.encoder_candidates),
+            "camera_capture_encode_required": any(c.encodes for c in cameras),
+            "camera_capture_storage_dirs": storage_dirs(site, host),
+        },
+        "fail2ban": {},
+    }
+
+
+def storage_dirs(site: Site, host: str) -> list[str]:
+    """Directories the capture supervisor writes to on this host (created by the role, owned by its user)."""
+    cameras = site.cameras_on(host)
+    dirs = []
+    if any(c.snapshots.keep_days for c in cameras):
+        dirs.append(site.storage.snapshots_path)
+    if any(c.recording.enabled for c in cameras):
+        dirs.append(site.storage.recordings_path)
+    return dirs
+
+
+def tls_common_name(site: Site, host: str) -> str:
+    if site.web.server_name not in ("_", ""):
+        return site.web.server_name
+    return site.host(host).address
