@@ -20,7 +20,15 @@ from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
-from tests.configs.tree import RootedAppliance, load_auth_module, loopback_session, need_free_ports, prepare_rooted_appliance, rooted_paths, running
+from tests.configs.tree import (
+    RootedAppliance,
+    load_auth_module,
+    loopback_session,
+    need_free_ports,
+    prepare_rooted_appliance,
+    rooted_paths,
+    running,
+)
 
 HTTPS_PORT, HTTP_PORT = 18443, 18080
 BOB, BOB_PASSWORD = "bob", "bob's long password"
