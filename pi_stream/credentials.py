@@ -18,6 +18,7 @@ from pathlib import Path
 from passlib.hash import bcrypt
 
 from pi_stream.errors import PiStreamError, SiteError
+from pi_stream.textfile import read_utf8
 
 # The site's credentials file: `name:hash` lines, installed for the login service on the Pi.
 VIEWERS_FILE = "viewers.htpasswd"
@@ -39,9 +40,9 @@ def viewers_path(site_dir: Path) -> Path:
 
 
 def read_htpasswd(path: Path) -> dict[str, str]:
-    """name -> hash. Raises ValueError naming the line (never its content) on a malformed file."""
+    """name -> hash. Raises ValueError naming the line (never its content) on a malformed file, or saying it is not UTF-8."""
     entries: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         name, sep, hashed = line.partition(":")
@@ -108,7 +109,7 @@ def add_user(site_dir: Path, name: str, password: str) -> bool:
     check_user_name(name)
     check_password(password)
     path = viewers_path(site_dir)
-    entries = read_htpasswd(path) if path.exists() else {}
+    entries = site_viewers(path)
     existed = name in entries
     entries[name] = hash_password(password)
     write_htpasswd(path, entries)
@@ -117,7 +118,7 @@ def add_user(site_dir: Path, name: str, password: str) -> bool:
 
 def remove_user(site_dir: Path, name: str) -> None:
     path = viewers_path(site_dir)
-    entries = read_htpasswd(path) if path.exists() else {}
+    entries = site_viewers(path)
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none"
         raise PiStreamError(f"{path}: no viewer named {name!r} (viewers: {known})")
@@ -126,8 +127,17 @@ def remove_user(site_dir: Path, name: str) -> None:
 
 
 def list_users(site_dir: Path) -> list[str]:
-    path = viewers_path(site_dir)
-    return sorted(read_htpasswd(path)) if path.exists() else []
+    return sorted(site_viewers(viewers_path(site_dir)))
+
+
+def site_viewers(path: Path) -> dict[str, str]:
+    """The file's entries for the `user` commands: none yet when it does not exist; a broken file is the site's error (exit 3)."""
+    if not path.exists():
+        return {}
+    try:
+        return read_htpasswd(path)
+    except ValueError as exc:
+        raise SiteError([(str(path), "", str(exc))]) from None
 
 
 def generate_password() -> str:
