@@ -155,11 +155,14 @@ def load_site(directory: Path | str) -> Site:
     site_path = directory / SITE_FILE
     before = len(problems.items)
     data = read_yaml(site_path, problems)
-    if len(problems.items) > before:
-        problems.raise_if_any()  # unparsable: field-level checks would only add noise
-    if data is None:
+    if data is None and len(problems.items) == before:
         problems.add(str(site_path), "", "the file is empty: start from `pi-stream init`")
-    site = parse_site(data or {}, str(site_path), directory, hosts, viewers, problems, build_hosts)
+    elif data is not None and not isinstance(data, dict):
+        shape = f"the top level must be a mapping (name:, cameras:, ...), not {type_name(data)}: start from `pi-stream init`"
+        problems.add(str(site_path), "", shape)
+    if len(problems.items) > before:
+        problems.raise_if_any()  # no mapping to check: field-level checks ("no cameras") would only add noise
+    site = parse_site(data, str(site_path), directory, hosts, viewers, problems, build_hosts)
     problems.raise_if_any()
     assert site is not None
     return site
