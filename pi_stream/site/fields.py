@@ -72,6 +72,10 @@ class Fields:
         value = self.raw(key, default)
         if value is None:
             value = default
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A checksum or version of digits only: YAML made a number of it, maybe dropping leading zeros.
+            self.error(key, f'must be a string, got a number: YAML reads unquoted digits as one, so put the value in quotes: {key}: "..."')
+            return default
         if not isinstance(value, str):
             self.error(key, f"must be a string, got {type_name(value)}")
             return default

@@ -214,3 +214,13 @@ def test_a_long_build_reports_each_minute_once():
         "      still running on pi1: 2 min",
         "      still running on pi2: 1 min",
     ]
+
+
+def test_an_unquoted_all_digit_checksum_is_told_to_be_quoted(tmp_path):
+    """YAML reads 64 unquoted digits as a number; "must be a string, got int" left the user guessing."""
+    digits = "1234567890" * 6 + "1234"
+    directory = site_with(tmp_path, {"source": {"nginx": {"version": "1.26.3", "url": "https://e.org/n.tgz"}}})
+    text = (directory / "site.yml").read_text().replace("url: https://e.org/n.tgz", f"url: https://e.org/n.tgz\n      sha256: {digits}")
+    (directory / "site.yml").write_text(text)
+    message = problems_of(directory)["nginx.source.nginx.sha256"]
+    assert "put the value in quotes" in message and 'sha256: "..."' in message, message
