@@ -23,6 +23,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# Lab modules, longest first, grouped by the lab they boot. pytest-xdist (`-n` in pyproject.toml)
+# runs each group on one worker (pytest_xdist_make_scheduler below), handing groups out in this
+# order: the long labs start at once and the short groups, then the fast modules, fill in behind
+# them. The suite's time is its busiest worker's, so the order is what makes the workers pay.
+# Modules that share a session-scoped lab share a group (the farm: test_appliance and
+# test_viewer_auth); every other module is a group of its own, so a module-scoped server or
+# lab is set up once, on one worker.
+LAB_GROUPS = {
+    "test_source_build": "srctest",
+    "test_appliance": "farm",
+    "test_viewer_auth": "farm",
+    "test_nvr": "nvrtest",
+    "test_dvr_proxy": "dvrtest",
+    "test_trixie": "test-trixie",
+    "test_lab": "labtest",
+}
+LAB_DIR = Path(__file__).resolve().parent / "lab"
+
+
+def worker_group(nodeid: str) -> str:
+    """The worker group of a test: its lab's name for lab modules, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return LAB_GROUPS.get(Path(module).stem, module)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Lab modules get the `lab` marker and go first, longest first; the rest keep their order."""
+    order = {group: rank for rank, group in enumerate(dict.fromkeys(LAB_GROUPS.values()))}
+    for item in items:
+        if LAB_DIR in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.lab)
+    items.sort(key=lambda item: order.get(worker_group(item.nodeid), len(order)))  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Groups by worker_group(), in collection order (xdist's own loadgroup marks are lost on pytest 9:
+    it rewrites node ids that pytest 9 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def wait_until(condition, what: str, seconds: float = 30.0, interval: float = 0.1) -> None:
     """Poll `condition` until it is truthy; fail naming `what` after `seconds` (every wait in the tests is bounded)."""
     deadline = time.monotonic() + seconds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,22 @@ def need(*programs: str) -> None:
         pytest.fail(f"{missing} not installed: run scripts/install.sh (CI installs them)")
 
 
+@pytest.fixture
+def short_root():
+    """A Pi's tree off the Pi, at a short path: nginx refuses a unix socket path (demand.sock) over 107 bytes,
+    and pytest's own temporary paths are long (pytest-xdist adds /popen-gwN/)."""
+    directory = Path(tempfile.mkdtemp(prefix="ps-root-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.mark.parametrize("example", sorted(EXAMPLE_SITES))
-def test_nginx_accepts_the_rendered_tree(make_site, example, tmp_path):
+def test_nginx_accepts_the_rendered_tree(make_site, example, short_root):
     need("nginx", "openssl")
     assert RTMP_MODULE.exists(), "libnginx-mod-rtmp is not installed"
-    root = tmp_path / "root"
+    root = short_root
     site_dir = install_tree(make_site, example, root)
     # What the roles create before nginx starts (dvr_proxy: the cache root).
     for sub in ("var/log/nginx", "var/log/pi-stream", "var/lib/nginx", "run/pi-stream/hls", "var/cache/pi-stream/dvr"):

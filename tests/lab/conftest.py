@@ -20,13 +20,6 @@ LAB_NAME = "test"
 LIMITED_VIEWER, LIMITED_PASSWORD = "bob", "bob only sees the barn"
 
 
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.lab)
-
-
 @contextlib.contextmanager
 def booted_lab(name: str, hosts: int, suite: str = "bookworm"):
     """A lab of its own for a test module; down afterwards unless PI_STREAM_KEEP_LAB=1."""
