@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pi_stream.capture import RUNTIME_DIR
 from pi_stream.console import table
 from pi_stream.site import Site
+from pi_stream.updates import UpdatesVerdict, judge, read_report
 
 STATUS_FILE = f"{RUNTIME_DIR}/status.json"
 STALE_SECONDS = 15.0  # the supervisor writes every 2 s
@@ -25,6 +26,8 @@ class HostStatus:
     host: str
     document: dict = field(default_factory=dict)
     error: str = ""
+    updates: UpdatesVerdict | None = None  # None when the update report could not be read (said in updates_error)
+    updates_error: str = ""
 
     @property
     def troubled(self) -> list[dict]:
@@ -35,10 +38,21 @@ def read_host_status(site: Site, host_name: str, now: float | None = None) -> Ho
     from pi_stream.verify import testinfra_host
 
     host = site.host(host_name)
+    remote = testinfra_host(site, host)
     try:
-        result = testinfra_host(site, host).run("cat %s", STATUS_FILE)
+        result = remote.run("cat %s", STATUS_FILE)
     except RuntimeError as exc:  # testinfra's Ansible backend: host unreachable
         return HostStatus(host_name, error=f"cannot reach {host.address} over SSH: {str(exc).strip()[-200:]}")
+    status = capture_status(host_name, result, now)
+    try:
+        status.updates = judge(read_report(remote), site.updates, now)
+    except RuntimeError as exc:
+        status.updates_error = str(exc)
+    return status
+
+
+def capture_status(host_name: str, result, now: float | None) -> HostStatus:
+    """The capture supervisor's status file, read with `cat`, as a HostStatus (its error says what is wrong)."""
     if result.rc != 0:
         return HostStatus(host_name, error=f"no {STATUS_FILE}: is pi-stream-capture running? (systemctl status pi-stream-capture)")
     try:
@@ -86,6 +100,11 @@ def format_host(status: HostStatus, now: float | None = None) -> str:
     for kind, entry in sorted(disk.items()):
         note = "" if entry["writing"] else "  PAUSED: below storage.min_free_percent"
         lines.append(f"  {kind}: {entry['path']} {entry['free_percent']:g}% free{note}")
+    if status.updates is not None:
+        lines.append(f"  security updates: {status.updates.summary}")
+        lines += [f"    {note}" for note in status.updates.notes]
+    elif status.updates_error:
+        lines.append(f"  security updates: unknown: {status.updates_error}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from pi_stream.proc import run
 from pi_stream.render import DEFAULT_PATHS, Bundle
 from pi_stream.site import INVENTORY_FILE, Camera, Host, Site
 from pi_stream.status import STALE_SECONDS
+from pi_stream.updates import judge, read_report
 
 HTTP_TIMEOUT = 10.0
 
@@ -157,6 +158,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     for jail in ("pi-stream-auth", "pi-stream-media"):
         checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
+    checker.attempt("security updates", lambda: security_updates(remote, site))
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
         session = Http()
@@ -326,6 +328,12 @@ def encoder_choice(remote) -> tuple[bool, str]:
     encoder = values.get("PI_STREAM_ENCODER", "?").strip('"')
     kind = "software, on the CPU" if encoder == "libx264" else "hardware"
     return encoder != "?", f"{encoder} ({kind})"
+
+
+def security_updates(remote, site: Site) -> tuple[bool, str]:
+    """unattended-upgrades doing its job: scheduled, and nothing left pending after a run that saw it (pi_stream.updates)."""
+    verdict = judge(read_report(remote), site.updates)
+    return verdict.ok, "; ".join([verdict.summary, *verdict.notes])
 
 
 def served_certificate_matches(installed: str, host: Host, site: Site) -> tuple[bool, str]:

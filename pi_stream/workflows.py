@@ -11,7 +11,7 @@ from pi_stream.deploy import DeployResult, deploy
 from pi_stream.nginx_source import fetch_sources
 from pi_stream.errors import ExitStatus, PiStreamError, VerifyError
 from pi_stream.render import render_site
-from pi_stream.site import SITE_FILE, Site, load_site
+from pi_stream.site import SITE_FILE, Site, load_site, update_notes
 from pi_stream.verify import Check, VerifyResult, verify_site
 
 DEMO_LAB = "demo"
@@ -61,7 +61,7 @@ def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -
 def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:
     hosts = ", ".join(f"{h.name} ({h.address})" for h in site.hosts)
     console.progress(f"deploying {site.name} to {hosts}{' in check mode' if check else ''}")
-    for line in budget_notes(site):
+    for line in [*budget_notes(site), *update_notes(site.updates)]:
         console.info(f"note: {line}")
     # Before Ansible starts: a wrong checksum is a mistake in site.yml (exit 3) and changes nothing anywhere.
     # Checked here, once: the playbook's own check (for plain ansible-playbook users) is then skipped.
@@ -125,15 +125,26 @@ def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatu
 
     statuses = [read_host_status(site, host.name) for host in site.hosts]
     if as_json:
-        console.info(json.dumps({s.host: s.document or {"error": s.error} for s in statuses}, indent=1))
+        console.info(json.dumps({s.host: status_document(s) for s in statuses}, indent=1))
     else:
         console.info("\n\n".join(format_host(s) for s in statuses))
     troubled = [f"{s.host}: {c['camera']} ({c['state']})" for s in statuses for c in s.troubled]
+    troubled += [f"{s.host}: security updates" for s in statuses if s.updates is not None and not s.updates.ok]
     unknown = [s.host for s in statuses if s.error]
     if troubled or unknown:
         console.error("needs attention: " + ", ".join(troubled + [f"{h}: no status" for h in unknown]))
         return ExitStatus.VERIFY_FAILED
     return ExitStatus.OK
+
+
+def status_document(status) -> dict:
+    """A host's status for --json: the supervisor's document (or its error) and the security updates' verdict."""
+    document = dict(status.document or {"error": status.error})
+    if status.updates is not None:
+        document["security_updates"] = {"ok": status.updates.ok, "summary": status.updates.summary, "notes": list(status.updates.notes)}
+    elif status.updates_error:
+        document["security_updates"] = {"error": status.updates_error}
+    return document
 
 
 def demo_password(site_dir: Path) -> str:

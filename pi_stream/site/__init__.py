@@ -63,6 +63,7 @@ from pi_stream.site.nvrs import Nvr, parse_nvrs
 from pi_stream.site.ports import RTMP_PORT, check_ports, shares_port
 from pi_stream.site.roles import role_vars, storage_dirs, tls_common_name
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, SYSTEM_DIRS, Storage, check_recordings, parse_storage
+from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy, parse_updates, update_notes
 from pi_stream.site.viewers import load_viewers, parse_camera_access
 from pi_stream.site.web import Web, parse_web
 
@@ -71,6 +72,7 @@ __all__ = [
     "BUILDERS_GROUP",
     "DEFAULT_ENCODERS",
     "DEFAULT_SNAPSHOTS_PATH",
+    "DEFAULT_UPDATE_POLICY",
     "DNS_NAME_RE",
     "DVR_PRESETS",
     "HOST_RE",
@@ -100,6 +102,7 @@ __all__ = [
     "Snapshots",
     "Source",
     "Storage",
+    "UpdatePolicy",
     "Web",
     "WebSocketPort",
     "check_channels",
@@ -130,6 +133,7 @@ __all__ = [
     "parse_source",
     "parse_source_archive",
     "parse_storage",
+    "parse_updates",
     "parse_web",
     "parse_websocket_ports",
     "read_yaml",
@@ -140,6 +144,7 @@ __all__ = [
     "storage_dirs",
     "tls_common_name",
     "type_name",
+    "update_notes",
 ]
 
 
@@ -190,6 +195,7 @@ def parse_site(
     storage = parse_storage(top.sub("storage"))
     capture = parse_capture(top.sub("capture"))
     metrics_allow = parse_metrics_allow(top.sub("status"))
+    updates = parse_updates(top.sub("updates"))
     cameras = parse_cameras(top, hosts, nvrs)
     check_recordings(cameras, storage, file, problems)
     camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
@@ -219,4 +225,5 @@ def parse_site(
         capture=capture,
         metrics_allow=metrics_allow,
         dvrs=dvrs,
+        updates=updates,
     )

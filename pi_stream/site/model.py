@@ -20,6 +20,7 @@ from pi_stream.site.hls import Hls
 from pi_stream.site.inventory import Host
 from pi_stream.site.nvrs import Nvr
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
+from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy
 from pi_stream.site.web import Web
 
 
@@ -47,6 +48,7 @@ class Site:
     nginx_source: NginxSource = DEFAULT_NGINX_SOURCE
     build_hosts: tuple[Host, ...] = ()  # inventory group pi_stream_builders
     dvrs: tuple[DvrProxy, ...] = ()  # site.yml dvr_proxy
+    updates: UpdatePolicy = DEFAULT_UPDATE_POLICY
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)

@@ -39,6 +39,7 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
             "camera_capture_storage_dirs": storage_dirs(site, host),
         },
         "fail2ban": {},
+        "security_updates": {"security_updates_enabled": site.updates.security},
     }
 
 

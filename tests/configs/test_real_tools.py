@@ -126,3 +126,41 @@ def test_systemd_units_verify(make_site, example, tmp_path):
     )
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 0 and not output, output
+
+
+UPDATE_POLICIES = {
+    "default": ({}, {"Unattended-Upgrade": "1", "Automatic-Reboot": "true"}),
+    "no reboot": ({"reboot": False}, {"Unattended-Upgrade": "1", "Automatic-Reboot": "false"}),
+    "off": ({"security": False, "time": "23:30"}, {"Unattended-Upgrade": "0", "Automatic-Reboot": "true"}),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(UPDATE_POLICIES))
+def test_apt_needrestart_and_systemd_accept_the_update_policy(make_site, tmp_path, policy):
+    """What the security_updates role's `validate:` runs (apt-config, perl -c), and systemd's reading of the time."""
+    need("apt-config", "perl", "systemd-analyze")
+    updates, expected = UPDATE_POLICIES[policy]
+    install_tree(make_site, "testsrc-https", tmp_path, updates=updates)
+    policy_file = tmp_path / "etc/apt/apt.conf.d/52pi-stream-security-updates"
+    dump = subprocess.run(["apt-config", "-c", str(policy_file), "dump"], capture_output=True, text=True, timeout=30)
+    assert dump.returncode == 0, dump.stderr
+    values = dict(line.rstrip(";").split(" ", 1) for line in dump.stdout.splitlines() if " " in line)
+    assert values["APT::Periodic::Unattended-Upgrade"] == f'"{expected["Unattended-Upgrade"]}"'
+    assert values["Unattended-Upgrade::Automatic-Reboot"] == f'"{expected["Automatic-Reboot"]}"'
+    origins = [line.split(" ", 1)[1] for line in dump.stdout.splitlines() if line.startswith("Unattended-Upgrade::Origins-Pattern:: ")]
+    assert origins and all("label=Debian-Security" in origin for origin in origins), origins
+    assert '"--force-confold"' in dump.stdout, "a security fix to a package whose conffile pi-stream changed must not wait forever"
+    needrestart = subprocess.run(["perl", "-c", str(tmp_path / "etc/needrestart/conf.d/pi-stream.conf")],
+                                 capture_output=True, text=True, timeout=30)
+    assert needrestart.returncode == 0, needrestart.stderr
+    timer = (tmp_path / "etc/systemd/system/apt-daily-upgrade.timer.d/pi-stream.conf").read_text()
+    (calendar,) = [line.split("=", 1)[1] for line in timer.splitlines() if line.startswith("OnCalendar=") and line != "OnCalendar="]
+    normalized = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True, timeout=30)
+    assert normalized.returncode == 0 and f"*-*-* {updates.get('time', '04:00')}:00" in normalized.stdout, normalized.stderr
+
+
+def test_apt_refuses_a_broken_policy(tmp_path):
+    """The validator the role relies on does fail: a policy that does not parse never reaches /etc/apt."""
+    broken = tmp_path / "52broken"
+    broken.write_text('Unattended-Upgrade::Automatic-Reboot "true"\nAPT::Periodic {\n')
+    assert subprocess.run(["apt-config", "-c", str(broken), "dump"], capture_output=True, timeout=30).returncode != 0

@@ -34,8 +34,9 @@ def install_bundle(root: Path, files: Mapping[str, BundleFile]) -> None:
         path.write_bytes(file.content)
 
 
-def install_tree(make_site, example: str, root: Path) -> Path:
-    site = load_site(make_site(example))
+def install_tree(make_site, example: str, root: Path, **overrides) -> Path:
+    """An example site (site.yml keys replaced by `overrides`) rendered and installed under `root`."""
+    site = load_site(make_site(example, **overrides))
     bundle = render_site(site, rooted_paths(root))
     install_bundle(root, bundle[sorted(bundle)[0]])
     return site.directory

@@ -306,3 +306,30 @@ def test_dvrs_share_tls_ports_only_by_name(tmp_path):
     site["dvr_proxy"]["b"] = {"host": "192.0.2.65"}
     problems = {path: msg for _, path, msg in errors_of(write_site(tmp_path / "unnamed", site))}
     assert "give it a DNS name of its own" in problems["dvr_proxy.b.server_name"]
+
+
+def test_security_updates_are_on_by_default_with_a_nightly_reboot(make_site):
+    site = load_site(make_site())
+    assert (site.updates.security, site.updates.time, site.updates.reboot) == (True, "04:00", True)
+    assert role_vars(site, "pi1")["security_updates"] == {"security_updates_enabled": True}
+
+
+def test_update_policy_mistakes_name_the_field_and_the_fix(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA], "updates": {"security": "yes", "time": "4am", "reboots": True}})
+    problems = problems_by_path(directory)
+    assert "true or false" in problems["updates.security"]
+    assert '"04:00"' in problems["updates.time"]
+    assert "did you mean 'reboot'" in problems["updates.reboots"]
+    # Unquoted, YAML 1.1 reads 4:00 as sexagesimal 240 (04:00 stays a string): the message says to quote it.
+    (directory / "site.yml").write_text("cameras: [{name: cam, source: {type: testsrc}}]\nupdates: {time: 4:00}\n")
+    assert "put the value in quotes" in problems_by_path(directory)["updates.time"]
+
+
+def test_deploy_says_what_turning_updates_off_means(tmp_path):
+    from pi_stream.site import update_notes
+
+    off = load_site(write_site(tmp_path / "off", {"cameras": [CAMERA], "updates": {"security": False}})).updates
+    no_reboot = load_site(write_site(tmp_path / "nr", {"cameras": [CAMERA], "updates": {"reboot": False}})).updates
+    assert "installs no security updates" in update_notes(off)[0]
+    assert "stays inactive until you reboot" in update_notes(no_reboot)[0]
+    assert update_notes(load_site(write_site(tmp_path / "on", {"cameras": [CAMERA]})).updates) == []

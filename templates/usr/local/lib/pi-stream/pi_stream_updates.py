@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""What this Pi's security updates look like: pending ones, a reboot due, services on old libraries.
+
+Installed by pi-stream (role security_updates) and run as root by `pi-stream
+verify` and `pi-stream status` over SSH: one JSON document on stdout, read
+from the system's own records, nothing changed.
+
+    python3 /usr/local/lib/pi-stream/pi_stream_updates.py
+
+- pending: installed packages with a newer version in a security archive
+  (Debian-Security). unattended-upgrades installs those, and only those.
+- lists_updated / last_run: when apt last read the archives, and when
+  unattended-upgrades last ran; a security update still pending after a run
+  that saw it means something holds it back (its log says what).
+- reboot: /run/reboot-required, written by packages (a kernel) that need one.
+- restart: services still running code an upgrade replaced (needrestart -b).
+- nginx_source: nginx built from source (package pi-stream-nginx) is outside
+  all of this; when Debian's security archive has a version of the same nginx
+  line, that version carries fixes the build may lack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REBOOT_REQUIRED = Path("/run/reboot-required")
+REBOOT_PACKAGES = Path("/run/reboot-required.pkgs")
+LISTS_DIR = Path("/var/lib/apt/lists")
+UNATTENDED_LOG = Path("/var/log/unattended-upgrades/unattended-upgrades.log")
+SOURCE_PACKAGE = "pi-stream-nginx"
+COMMAND_TIMEOUT_SECONDS = 60
+
+
+def is_security(package_file) -> bool:
+    """An index from Debian's security archive (bookworm-security), as unattended-upgrades' Origins-Pattern names it."""
+    return package_file.label == "Debian-Security" or package_file.archive.endswith("-security")
+
+
+def upstream(version: str) -> str:
+    """1.22.1 of 1.22.1-9+deb12u2 (an epoch, if any, dropped)."""
+    return version.split(":", 1)[-1].rsplit("-", 1)[0]
+
+
+def nginx_line(version: str) -> str:
+    """The release line, 1.22 of 1.22.1."""
+    return ".".join(upstream(version).split(".")[:2])
+
+
+def security_versions(package) -> list[str]:
+    return [v.ver_str for v in package.version_list if any(is_security(f) for f, _ in v.file_list)]
+
+
+def source_build_note(built: str, debian_security: list[str], version_compare) -> str | None:
+    """The newest Debian security version of nginx in the line the source build runs, at or above its upstream release.
+
+    Debian backports fixes into its own release of a line (1.22.1-9+deb12u2 is 1.22.1 plus fixes): a
+    source build of 1.22.1 lacks them. A build of another line is judged by nginx.org's announcements, not here."""
+    same_line = [v for v in debian_security if nginx_line(v) == nginx_line(built) and version_compare(upstream(v), upstream(built)) >= 0]
+    return newest(same_line, version_compare)
+
+
+def newest(versions: list[str], version_compare) -> str | None:
+    """The highest of Debian version strings, by dpkg's ordering (not text order: 1.10 > 1.9)."""
+    best = None
+    for version in versions:
+        if best is None or version_compare(version, best) > 0:
+            best = version
+    return best
+
+
+def newest_mtime(paths) -> float | None:
+    times = [p.stat().st_mtime for p in paths if p.exists()]
+    return max(times) if times else None
+
+
+def run(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def services_to_restart() -> list[str] | None:
+    """Services needrestart finds running replaced code (None: needrestart is not installed)."""
+    if not Path("/usr/sbin/needrestart").exists():
+        return None
+    output = run(["/usr/sbin/needrestart", "-b", "-r", "l"])
+    return sorted(line.split(":", 1)[1].strip() for line in output.splitlines() if line.startswith("NEEDRESTART-SVC:"))
+
+
+def timer_next_run() -> float | None:
+    """When apt-daily-upgrade.timer fires next (None: not scheduled). list-timers' JSON gives microseconds
+    since the epoch; `systemctl show` gives only a local date string."""
+    try:
+        timers = json.loads(run(["systemctl", "list-timers", "--all", "--output=json", "apt-daily-upgrade.timer"]) or "[]")
+    except ValueError:
+        return None
+    upcoming = [t["next"] for t in timers if t.get("unit") == "apt-daily-upgrade.timer" and t.get("next")]
+    return upcoming[0] / 1e6 if upcoming else None
+
+
+def report() -> dict:
+    import apt_pkg  # python3-apt, a dependency of unattended-upgrades
+
+    apt_pkg.init()
+    cache = apt_pkg.Cache(None)  # None: no progress output on stdout
+    pending = []
+    built = None
+    debian_nginx: list[str] = []
+    for package in cache.packages:
+        if package.name == "nginx" and package.architecture in (apt_pkg.config.find("APT::Architecture"), "all"):
+            debian_nginx = security_versions(package)
+        current = package.current_ver
+        if current is None:
+            continue
+        if package.name == SOURCE_PACKAGE:
+            built = current.ver_str
+        newer = [v for v in security_versions(package) if apt_pkg.version_compare(v, current.ver_str) > 0]
+        if newer:
+            pending.append({"package": package.name, "installed": current.ver_str, "available": newest(newer, apt_pkg.version_compare)})
+    reboot_since = REBOOT_REQUIRED.stat().st_mtime if REBOOT_REQUIRED.exists() else None
+    reboot_packages = REBOOT_PACKAGES.read_text(encoding="utf-8").split() if REBOOT_PACKAGES.exists() else []
+    document = {
+        "pending": sorted(pending, key=lambda p: p["package"]),
+        "lists_updated": newest_mtime(LISTS_DIR.glob("*InRelease")),
+        "last_run": newest_mtime([UNATTENDED_LOG]),
+        "next_run": timer_next_run(),
+        "reboot": {"required": reboot_since is not None, "since": reboot_since, "packages": sorted(set(reboot_packages))},
+        "restart": services_to_restart(),
+        "nginx_source": None,
+    }
+    if built is not None:
+        note = source_build_note(built, debian_nginx, apt_pkg.version_compare)
+        document["nginx_source"] = {"version": upstream(built), "debian_security": note}
+    return document
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("run as root (needrestart reads every process)", file=sys.stderr)
+        return 2
+    json.dump(report(), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
