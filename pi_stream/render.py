@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -165,6 +166,28 @@ def template_paths(templates_dir: Path = TEMPLATES_DIR) -> list[str]:
     return sorted(found)
 
 
+# nginx 1.25.1 made HTTP/2 a directive of its own (`http2 on;`); before, it was a parameter of
+# `listen`, which newer versions still take, with a deprecation warning at every `nginx -t`.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+
+
+def nginx_version(text: str) -> tuple[int, ...]:
+    """(1, 26, 3) of "1.26.3" (anything after the numbers ignored)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0].split("-")[0])[:3])
+
+
+def http2_syntax(site: Site) -> dict[str, Any]:
+    """How the TLS servers offer HTTP/2 on this site's nginx: the directive, or the listen parameter.
+
+    A source build's version is in site.yml. The distribution's nginx is 1.22 on bookworm and 1.26 on
+    trixie, and the Pi's release is not known when rendering: the parameter works on both."""
+    if not (site.web.https and site.web.http2):
+        return {"listen": "", "directive": False}
+    if site.nginx_install_method == "source" and nginx_version(site.nginx_source.nginx.version) >= HTTP2_DIRECTIVE_SINCE:
+        return {"listen": "", "directive": True}
+    return {"listen": " http2", "directive": False}
+
+
 def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, Any]:
     cameras = site.cameras_on(host)
     return {
@@ -176,6 +199,7 @@ def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, A
         "rtmp_port": RTMP_PORT,
         "rtmp_app": RTMP_APP,
         "public_tcp_ports": site.public_tcp_ports(host),
+        "http2": http2_syntax(site),
         "dvrs": site.dvrs_on(host),
         "auth_access": auth_access(site, host),
         "capture_user": CAPTURE_USER,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import ssl
 import sys
 import tempfile
@@ -165,6 +166,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
         if site.web.https:
             installed = remote.file(DEFAULT_PATHS["tls_cert"]).content_string
             checker.attempt("TLS certificate served", lambda: served_certificate_matches(installed, host, site))
+            checker.attempt("HTTP/2 " + ("offered" if site.web.http2 else "off (web.http2: false)"), lambda: alpn_choice(host, site))
             pinned.write(installed.encode())
             pinned.flush()
             # A self-signed certificate is its own CA: trust exactly it. A provided one names a DNS
@@ -334,6 +336,17 @@ def security_updates(remote, site: Site) -> tuple[bool, str]:
     """unattended-upgrades doing its job: scheduled, and nothing left pending after a run that saw it (pi_stream.updates)."""
     verdict = judge(read_report(remote), site.updates)
     return verdict.ok, "; ".join([verdict.summary, *verdict.notes])
+
+
+def alpn_choice(host: Host, site: Site) -> tuple[bool, str]:
+    """What a browser's TLS handshake settles on (ALPN): h2 when web.http2 is on, else http/1.1."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the certificate has its own check
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection((host.address, site.web.https_port), timeout=HTTP_TIMEOUT) as raw, context.wrap_socket(raw) as tls:
+        chosen = tls.selected_alpn_protocol() or "none"
+    expected = "h2" if site.web.http2 else "http/1.1"
+    return chosen == expected, f"ALPN {chosen}" + ("" if chosen == expected else f", expected {expected}")
 
 
 def served_certificate_matches(installed: str, host: Host, site: Site) -> tuple[bool, str]:

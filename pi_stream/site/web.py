@@ -1,4 +1,4 @@
-"""site.yml `web:`: HTTPS or not, the ports, the server name, a certificate of the site's own, CORS origins.
+"""site.yml `web:`: HTTPS or not, HTTP/2, the ports, the server name, a certificate of the site's own, CORS origins.
 
 Certificate paths are relative to the site directory and must exist when the site
 is loaded; without them an HTTPS site gets a self-signed certificate (roles.py).
@@ -22,6 +22,7 @@ class Web:
     cert_file: Path | None
     key_file: Path | None
     cors_origins: tuple[str, ...]
+    http2: bool = True  # offered (ALPN h2) on the page and HLS when https is on: one connection for a whole camera grid
 
 
 def parse_web(web: Fields, directory: Path) -> Web:
@@ -42,6 +43,9 @@ def parse_web(web: Fields, directory: Path) -> Web:
             web.error(f"cors_origins[{i}]", f"{origin!r} is not an origin like https://example.org")
         else:
             origins.append(origin)
+    http2 = web.boolean("http2", https)
+    if http2 and not https:
+        web.error("http2", "browsers speak HTTP/2 only over TLS: set web.https: true, or leave http2 out")
     result = Web(
         https=https,
         https_port=web.integer("https_port", 443, 1, 65535),
@@ -50,6 +54,7 @@ def parse_web(web: Fields, directory: Path) -> Web:
         cert_file=cert_file,
         key_file=key_file,
         cors_origins=tuple(origins),
+        http2=http2,
     )
     web.done()
     return result

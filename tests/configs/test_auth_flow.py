@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -304,3 +305,31 @@ def test_metrics_only_for_the_pi_and_allowed_networks(appliance):
     assert raw_get("127.0.0.13", "/metrics") == 403
     response = client("127.0.0.1").get(f"{URL}/metrics", timeout=10)
     assert response.text.startswith("pi_stream_camera_up") and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def test_http2_serves_the_page_and_a_viewers_media(appliance):
+    """ALPN offers h2 (web.http2, on by default): a camera grid shares one connection instead of queueing behind
+    six HTTP/1.1 ones. The token check is the same over HTTP/2: curl speaks it, with the login's cookie."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(CERT))
+    context.check_hostname = False
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=10) as raw, context.wrap_socket(raw) as tls:
+        assert tls.selected_alpn_protocol() == "h2"
+    viewer = client("127.0.0.30")
+    assert login(viewer, VIEWER, VIEWER_PASSWORD).status_code == 200
+    token = next(c.value for c in viewer.cookies if c.path == "/hls/garden/")
+
+    def curl_http2(path: str, cookie: str = "") -> tuple[str, str]:
+        argv = ["curl", "--http2", "-s", "--max-time", "10", "--cacert", str(CERT), "--interface", "127.0.0.30",
+                "-w", "\n%{http_version} %{http_code}", *(["-b", cookie] if cookie else []), f"{URL}{path}"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        body, _, status = result.stdout.rpartition("\n")
+        return status, body
+
+    assert curl_http2("/")[0] == "2 200"
+    assert curl_http2("/hls/garden/index.m3u8")[0] == "2 401"
+    status, body = curl_http2("/hls/garden/index.m3u8", f"pi_stream_media={token}")
+    assert (status, body) == ("2 200", PLAYLIST)

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -218,6 +219,17 @@ def test_websocket_video_through_tls(shed, dvr):
     # Without an Upgrade the port answers a page of its own, to accept a self-signed certificate on.
     plain = shed.session("127.0.0.6").get(f"https://127.0.0.1:{shed.ws_port}/", timeout=10)
     assert plain.status_code == 200 and plain.text.startswith("pi-stream: the WebSocket port of DVR shed.")
+    # HTTP/2 on the DVR's pages; the WebSocket port stays HTTP/1.1, the only way nginx carries WebSocket.
+    assert alpn(shed, shed.https_port) == "h2" and alpn(shed, shed.ws_port) == "http/1.1"
+
+
+def alpn(site: Published, port: int) -> str:
+    """The protocol a browser's TLS handshake with the DVR's name settles on."""
+    context = site.tls()
+    context.check_hostname = False  # the test certificate names 127.0.0.1; SNI still says the DVR's name
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, context.wrap_socket(raw, server_hostname=NAME) as tls:
+        return tls.selected_alpn_protocol()
 
 
 def test_viewer_auth_sends_strangers_to_the_login_page(guarded, dvr):
