@@ -60,7 +60,7 @@ def leftovers(name: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab2():
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces, systemd-nspawn); deselect them with -m 'not lab'")

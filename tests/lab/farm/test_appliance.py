@@ -17,7 +17,7 @@ from pi_stream.workflows import run_deploy
 from tests.conftest import wait_until
 from tests.lab.conftest import ssh
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".pi-stream" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".pi-stream" / "test-artifacts"
 
 
 def test_first_deploy_provisions_both_pis(first_deploy):

@@ -27,7 +27,8 @@ from pi_stream.render import render_site
 from pi_stream.site import load_site
 from pi_stream.verify import Http
 from pi_stream.workflows import run_deploy
-from tests.lab.conftest import LIMITED_PASSWORD, LIMITED_VIEWER, ssh
+from tests.lab.conftest import ssh
+from tests.lab.farm.conftest import LIMITED_PASSWORD, LIMITED_VIEWER
 
 AUTH_SCRIPT = "/usr/local/lib/pi-stream/pi_stream_auth.py"
 
