@@ -29,6 +29,7 @@ ROLES_DIR = PROJECT_ROOT / "roles"
 CALLBACK_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
 DEPLOY_TIMEOUT_SECONDS = 3600  # a cold Pi installs ffmpeg and nginx over a slow link
 SSH_PROBE_TIMEOUT_SECONDS = 5.0
+SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=60s"  # also in ansible.cfg, for plain ansible-playbook
 
 
 @dataclass
@@ -96,6 +97,9 @@ def playbook_env(site: Site) -> dict[str, str]:
             "ANSIBLE_RETRY_FILES_ENABLED": "0",
             # Fewer SSH round trips per task: deploys to a Pi are mostly latency.
             "ANSIBLE_PIPELINING": "1",
+            # Ansible's default SSH options without -C: every module arrives as a zip already, so
+            # compressing the stream again costs the controller's and the Pi's CPU and saves nothing.
+            "ANSIBLE_SSH_ARGS": SSH_ARGS,
             "ANSIBLE_FORKS": str(max(5, len(site.hosts))),
             "PYTHONUNBUFFERED": "1",
         }

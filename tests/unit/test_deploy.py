@@ -79,3 +79,16 @@ def test_the_playbooks_source_check_is_skipped_only_when_deploy_did_it():
     tasks = yaml.safe_load(PLAYBOOK.read_text(encoding="utf-8"))[0]["tasks"]
     (fetch,) = [t for t in tasks if "fetch-sources" in t["ansible.builtin.command"]["argv"]]
     assert fetch["when"] == "not (pi_stream_sources_checked | default(false) | bool)"
+
+
+def test_ansible_runs_without_ssh_compression_both_ways(make_site):
+    """Modules travel zipped already: -C (Ansible's default) only spends CPU on the controller and the Pi."""
+    import configparser
+
+    from pi_stream.deploy import PROJECT_ROOT, SSH_ARGS, playbook_env
+
+    assert "-C" not in SSH_ARGS.split() and "ControlPersist=60s" in SSH_ARGS
+    assert playbook_env(load_site(make_site()))["ANSIBLE_SSH_ARGS"] == SSH_ARGS
+    config = configparser.ConfigParser()
+    config.read(PROJECT_ROOT / "ansible.cfg")
+    assert config["ssh_connection"]["ssh_args"] == SSH_ARGS, "plain ansible-playbook gets the same"
