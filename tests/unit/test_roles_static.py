@@ -153,7 +153,7 @@ def test_role_has_meta(role):
 
 
 def test_site_exports_exactly_what_roles_accept(make_site):
-    """site.py's role variables are options of the role that receives them, so the two cannot drift."""
+    """The site model's role variables (pi_stream/site/roles.py) are options of the role that receives them, so the two cannot drift."""
     site = load_site(make_site("mixed-http"))
     exported = role_vars(site, "pi1")
     assert sorted(exported) == sorted(ROLE_ORDER)
