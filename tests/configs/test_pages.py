@@ -21,6 +21,7 @@ import pytest
 
 from pi_stream.render import render_site
 from pi_stream.site import load_site
+from tests.browser import headless_chromium
 from tests.conftest import EXAMPLE_SITES, wait_until, write_site
 
 pytestmark = pytest.mark.browser
@@ -198,17 +199,7 @@ def api(site_pages, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(api):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                 "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless_chromium(console_log=True)
     driver.set_page_load_timeout(20)
     driver.set_script_timeout(10)
     yield driver

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import shlex
-import shutil
 import socket
 import ssl
 import subprocess
@@ -30,6 +29,7 @@ from pi_stream.errors import ExitStatus
 from pi_stream.site import load_site
 from pi_stream.verify import Http
 from pi_stream.workflows import run_deploy
+from tests.browser import headless_chromium
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
 from tests.lab.conftest import booted_lab, ssh
 
@@ -227,17 +227,7 @@ def test_uploads_larger_than_the_appliance_limit_reach_the_dvr(depot, dvr_lab, d
 
 def test_the_dvr_page_plays_its_websocket_in_headless_chromium(depot, dvr_lab, dvr):
     """The page's own script picks wss://NAME:7682 because it was loaded over HTTPS, and receives the frames."""
-    if shutil.which("chromedriver") is None:
-        pytest.fail("chromium-driver is not installed: run scripts/install.sh")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                 "--ignore-certificate-errors", f"--host-resolver-rules=MAP {PUBLIC_NAME} {dvr_lab.hosts[0].address}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = headless_chromium("--ignore-certificate-errors", f"--host-resolver-rules=MAP {PUBLIC_NAME} {dvr_lab.hosts[0].address}")
     try:
         driver.set_page_load_timeout(30)
         driver.get(f"https://{PUBLIC_NAME}/")

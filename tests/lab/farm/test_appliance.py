@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-import pytest
 
 from pi_stream.console import Console
 from pi_stream.errors import ExitStatus
@@ -14,6 +12,7 @@ from pi_stream.render import render_site
 from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
+from tests.browser import headless_chromium
 from tests.conftest import wait_until
 from tests.lab.conftest import ssh
 
@@ -73,18 +72,7 @@ def test_killed_camera_process_comes_back(first_deploy, lab_env, site_dir, viewe
 
 def test_player_page_plays_in_headless_chromium(first_deploy, lab_env, viewer):
     """hls.js in a real browser: the video's time advances and the frame is a picture, not an error."""
-    if shutil.which("chromedriver") is None:
-        pytest.fail("chromium-driver is not installed: run scripts/install.sh")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--ignore-certificate-errors",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1280,800"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = headless_chromium("--ignore-certificate-errors", window="1280,800")
     try:
         driver.set_page_load_timeout(30)
         driver.get(f"https://{lab_env.hosts[0].address}/")
