@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -56,57 +55,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if LAB_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.lab)
     items.sort(key=lambda item: order.get(worker_group(item.nodeid), len(order)))  # stable
-
-
-# The Debian root each lab module boots (the rest boot bookworm's).
-LAB_SUITES = {"test_trixie": "trixie"}
-
-
-def lab_suites_to_run(config: pytest.Config) -> set[str]:
-    """The suites of the lab modules this run's paths and markers include (none for `-m "not lab"`)."""
-    if "not lab" in (config.getoption("markexpr") or "") or os.geteuid() != 0:
-        return set()
-    suites = set()
-    for arg in config.args:
-        path = (config.rootpath / arg.split("::", 1)[0]).resolve()
-        for module in LAB_DIR.glob("**/test_*.py"):
-            if path == module or path in module.parents:
-                suites.add(LAB_SUITES.get(module.stem, "bookworm"))
-    return suites
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """A run with labs starts building their Debian roots (debootstrap, cached) at once, in the background.
-
-    On a fresh machine each is a download and a minute or two of dpkg, which the lab that needs
-    it would otherwise wait for at its start: trixie's, on one worker, well into the run. The
-    roots' own lock makes a lab that asks early wait for this build, never run a second one.
-    Only in the controller (xdist workers have `workerinput`)."""
-    if hasattr(session.config, "workerinput"):
-        return
-    suites = sorted(lab_suites_to_run(session.config), key=lambda suite: suite != "bookworm")  # bookworm first: needed first
-    if not suites:
-        return
-    from pi_stream.lab import rootfs, state
-
-    def build() -> None:
-        for suite in suites:
-            try:
-                rootfs.ensure_rootfs(state.CACHE_DIR, suite, "amd64", lambda _line: None)
-            except Exception as exc:  # noqa: BLE001  the lab that needs it builds it again and reports the error
-                print(f"building the {suite} root in the background failed ({exc}); its lab will try again")
-
-    ROOT_BUILDS.append(threading.Thread(target=build, name="lab-roots", daemon=True))
-    ROOT_BUILDS[-1].start()
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Nothing is left running: a background root build is waited for (bounded by debootstrap's own timeout)."""
-    for thread in ROOT_BUILDS:
-        thread.join(timeout=3600)
-
-
-ROOT_BUILDS: list[threading.Thread] = []
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
