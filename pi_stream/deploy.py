@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pi_stream import PROJECT_ROOT
+from pi_stream import PROJECT_ROOT, proc
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
 from pi_stream.nginx_source import cache_root
 from pi_stream.site import INVENTORY_FILE, Site
@@ -158,9 +157,7 @@ def deploy(
     with os.fdopen(fd, "w") as stderr_file, open(
         os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w"
     ) as events_file:
-        process = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=stderr_file, text=True, env=playbook_env(site), cwd=PROJECT_ROOT
-        )
+        process = proc.stream(argv, stderr=stderr_file, env=playbook_env(site), cwd=str(PROJECT_ROOT))
         try:
             assert process.stdout is not None
             for line in process.stdout:

@@ -1,4 +1,10 @@
-"""The one subprocess helper: argv lists only, a timeout always, errors that quote the command."""
+"""The one subprocess helper: argv lists only, a timeout always, errors that quote the command.
+
+A child never inherits our stdin. The file description behind it is shared with every
+other child, and ssh sets O_NONBLOCK on it while it runs (and leaves it set when it is
+killed); ansible-core then refuses to start ("Ansible requires blocking IO"). A fresh
+/dev/null, or a pipe for `input`, is the child's own.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ def run(
         result = subprocess.run(
             argv,
             input=input,
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             timeout=timeout,
             env=dict(env) if env is not None else None,
@@ -57,3 +64,15 @@ def run(
             + (f"\n{detail}" if detail else "")
         )
     return result
+
+
+def stream(argv: Sequence[str], *, stderr, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
+    """Start argv with its stdout as a text pipe to read line by line (ansible's event stream); stdin is its own /dev/null."""
+    argv = [str(part) for part in argv]
+    try:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env=dict(env) if env is not None else None, cwd=cwd,
+        )
+    except FileNotFoundError as exc:
+        raise CommandError(f"program not found: {argv[0]} (command: {shlex.join(argv)})") from exc

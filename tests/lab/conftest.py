@@ -31,5 +31,6 @@ def ssh(lab_state, host: str, *command: str, timeout: float = 60) -> subprocess.
     from pi_stream import lab
 
     return subprocess.run(
-        lab.ssh_argv(lab_state, host, *command), capture_output=True, text=True, timeout=timeout, check=False
+        lab.ssh_argv(lab_state, host, *command), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=timeout, check=False
     )

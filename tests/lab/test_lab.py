@@ -27,7 +27,8 @@ LAB = "labtest"
 
 
 def sh(argv: list[str], timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input, check=False)
+    stdin = subprocess.DEVNULL if input is None else None  # see pi_stream/proc.py: never the worker's own stdin
+    return subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=timeout, input=input, check=False)
 
 
 def on(lab_obj: lab.Lab, host: str, *argv: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess:

@@ -360,7 +360,7 @@ def test_playbook_syntax(tmp_path):
     inventory.write_text("all:\n  hosts:\n    pi1:\n      ansible_host: 192.0.2.1\n")
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), "--syntax-check", "-i", str(inventory), str(ROOT / "playbooks/site.yml")],
-        capture_output=True, text=True, timeout=120, env=ansible_env(), cwd=tmp_path,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, env=ansible_env(), cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -375,7 +375,7 @@ def test_plain_ansible_playbook_renders_what_pi_stream_renders(make_site, tmp_pa
     result = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(site / "inventory.yml"), str(ROOT / "playbooks/site.yml"),
          "--tags", "always", "-e", "ansible_connection=local", "-e", "ansible_become=false"],
-        capture_output=True, text=True, timeout=120, env=ansible_env(), cwd=tmp_path,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, env=ansible_env(), cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     bundle = site / ".pi-stream" / "bundle"
@@ -409,6 +409,6 @@ def test_ansible_lint_production_profile():
         pytest.skip("ansible-lint is not installed (pip install -e '.[test]')")
     result = subprocess.run(
         [str(BIN / "ansible-lint"), "--offline", "-q", "roles", "playbooks"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**ansible_env(), "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, cwd=ROOT, env={**ansible_env(), "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
