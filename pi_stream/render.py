@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import xml.sax.saxutils
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from pi_stream import PROJECT_ROOT, capture
 from pi_stream.credentials import write_private_file
 from pi_stream.errors import RenderError
 from pi_stream.site import Site, role_vars, storage_dirs
+from pi_stream.site.webrtc import OME_API_PORT, OME_RTMP_PORT, OME_SIGNALLING_PORT, OME_UDP_ICE_PORT
 
 TEMPLATES_DIR = PROJECT_ROOT / "templates"
 CAMERA_TOKEN = "{camera}"
@@ -79,10 +81,17 @@ DEFAULT_PATHS: dict[str, str] = {
     "rpicam_vid": "/usr/bin/rpicam-vid",
     "nft": "/usr/sbin/nft",
     "font": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "ome_conf_dir": "/etc/ovenmediaengine",
+    "ome_env": "/etc/pi-stream/ome/api.env",
+    "ome_log_dir": "/var/log/ovenmediaengine",
+    "ome_binary": "/usr/bin/OvenMediaEngine",
+    "podman": "/usr/bin/podman",
 }
 
 # Programs and system files a rendered tree only reads: they stay where they are when paths move under a root.
-SYSTEM_PATH_KEYS = frozenset({"nginx_modules_include", "nginx_mime_types", "ffmpeg", "rpicam_vid", "nft", "font", "python3"})
+SYSTEM_PATH_KEYS = frozenset(
+    {"nginx_modules_include", "nginx_mime_types", "ffmpeg", "rpicam_vid", "nft", "font", "python3", "ome_binary", "podman"}
+)
 
 
 def paths_under(root: Path) -> dict[str, str]:
@@ -97,6 +106,14 @@ NGINX_USER = "www-data"  # Debian's and Raspberry Pi OS's nginx worker user
 CAPTURE_USER = "pi-stream"  # a system user of its own: it owns the snapshots and recordings on disk
 RTMP_PORT = 1935
 RTMP_APP = "live"
+OME_APP = "pi-stream"  # OME's application: rtmp://127.0.0.1:OME_RTMP_PORT/pi-stream/CAMERA in, ws://.../pi-stream/CAMERA out
+OME_API_TOKEN_ENV = "PI_STREAM_OME_API_TOKEN"
+
+# Templates a host gets only when it runs the feature: a Pi without WebRTC cameras has no OME files at all.
+FEATURE_TEMPLATES: dict[str, str] = {
+    "etc/ovenmediaengine/": "webrtc",
+    "etc/systemd/system/pi-stream-ome.service.j2": "webrtc",
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,12 @@ def json_document(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
-FILTERS = {"nginx_str": nginx_str, "json_document": json_document}
+def xml_text(value: Any) -> str:
+    """Text for an XML element or attribute: & < > and quotes escaped."""
+    return xml.sax.saxutils.escape(str(value), {'"': "&quot;", "'": "&apos;"})
+
+
+FILTERS = {"nginx_str": nginx_str, "json_document": json_document, "xml_text": xml_text}
 
 
 @jinja2.pass_context
@@ -207,7 +229,31 @@ def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, A
         "storage_dirs": storage_dirs(site, host),
         "snapshot_root": capture.snapshot_root(site),
         "recording_root": capture.recording_root(site),
+        "webrtc_cameras": site.webrtc_cameras_on(host),
+        "ome": ome_context(site, host),
     }
+
+
+def ome_context(site: Site, host: str) -> dict[str, Any]:
+    """OME's ports and names, shared by Server.xml, nginx (the push and the signalling proxy) and the unit."""
+    if site.webrtc is None:
+        return {}
+    return {
+        "app": OME_APP,
+        "rtmp_port": OME_RTMP_PORT,
+        "signalling_port": OME_SIGNALLING_PORT,
+        "api_port": OME_API_PORT,
+        "udp_ice_port": OME_UDP_ICE_PORT,
+        "relay_address": site.webrtc.relay_address(site.host(host)),
+        "api_token_env": OME_API_TOKEN_ENV,
+    }
+
+
+def feature_enabled(site: Site, host: str, template: str) -> bool:
+    feature = next((f for prefix, f in FEATURE_TEMPLATES.items() if template.startswith(prefix)), None)
+    if feature == "webrtc":
+        return bool(site.webrtc_cameras_on(host))
+    return True
 
 
 def capture_config(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, Any]:
@@ -227,6 +273,8 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
         "secure_cookies": site.web.https,
         # The DVRs whose proxy puts this login in front of the DVR's own, and who may pass it.
         "dvrs": {dvr.name: list(dvr.viewers) for dvr in site.dvrs_on(host) if dvr.viewer_auth},
+        # The cameras whose token is also set on /webrtc/CAMERA/ (OME's signalling, behind nginx).
+        "webrtc": [c.name for c in site.webrtc_cameras_on(host)],
     }
 
 
@@ -240,6 +288,8 @@ def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_di
         files: dict[str, BundleFile] = {}
         base_context = host_context(site, host.name, merged_paths)
         for rel in templates:
+            if not feature_enabled(site, host.name, rel):
+                continue
             instances = [None]
             if CAMERA_TOKEN in rel:
                 instances = list(base_context["cameras"])

@@ -180,6 +180,21 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         },
         {"pi1": {"ansible_host": "192.0.2.10"}},
     ),
+    "webrtc": (
+        {
+            "name": "gatehouse",
+            "cameras": [
+                # OME takes the camera from nginx, never from the NVR: its credentials stay out of Server.xml.
+                {"name": "gate", "source": {"type": "rtsp", "url": "rtsp://192.0.2.30:554/stream1", "username": "admin",
+                                            "password": "p&ss<w>rd!\"'"}},
+                {"name": "drive", "source": {"type": "testsrc"}},
+                {"name": "yard", "source": {"type": "testsrc"}},
+            ],
+            # Port-forwarded: remote browsers dial the router's name; yard stays HLS only.
+            "webrtc": {"cameras": ["gate", "drive"], "public_address": "cam.example.org"},
+        },
+        {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
 }
 
 

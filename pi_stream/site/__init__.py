@@ -66,6 +66,7 @@ from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, SYSTEM_DIRS, Storage,
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy, parse_updates, update_notes
 from pi_stream.site.viewers import load_viewers, parse_camera_access
 from pi_stream.site.web import Web, parse_web
+from pi_stream.site.webrtc import WebRtc, parse_webrtc
 
 # Every name site.py offered before it became a package, and the parse functions of the sections it had inline.
 __all__ = [
@@ -104,6 +105,7 @@ __all__ = [
     "Storage",
     "UpdatePolicy",
     "Web",
+    "WebRtc",
     "WebSocketPort",
     "check_channels",
     "check_ports",
@@ -135,6 +137,7 @@ __all__ = [
     "parse_storage",
     "parse_updates",
     "parse_web",
+    "parse_webrtc",
     "parse_websocket_ports",
     "read_yaml",
     "redact_url",
@@ -200,8 +203,10 @@ def parse_site(
     check_recordings(cameras, storage, file, problems)
     camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
     dvrs = parse_dvr_proxies(top.sub("dvr_proxy"), web, hosts, viewers)
+    camera_names = tuple(c.name for c in cameras)
+    webrtc = None if top.absent("webrtc") else parse_webrtc(top.sub("webrtc"), camera_names, directory, build_hosts)
     top.done()
-    check_ports(web, hosts, extra_ports, dvrs, file, problems)
+    check_ports(web, hosts, extra_ports, dvrs, file, problems, webrtc)
     if problems.items:
         return None
     return Site(
@@ -226,4 +231,5 @@ def parse_site(
         metrics_allow=metrics_allow,
         dvrs=dvrs,
         updates=updates,
+        webrtc=webrtc,
     )

@@ -22,6 +22,7 @@ from pi_stream.site.nvrs import Nvr
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy
 from pi_stream.site.web import Web
+from pi_stream.site.webrtc import WebRtc
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Site:
     build_hosts: tuple[Host, ...] = ()  # inventory group pi_stream_builders
     dvrs: tuple[DvrProxy, ...] = ()  # site.yml dvr_proxy
     updates: UpdatePolicy = DEFAULT_UPDATE_POLICY
+    webrtc: WebRtc | None = None  # site.yml webrtc: None = HLS only
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)
@@ -94,5 +96,13 @@ class Site:
             ports.append(self.web.https_port)
         for dvr in self.dvrs_on(host):
             ports.extend(dvr.listen_ports())
+        if self.webrtc_cameras_on(host):
+            ports.append(self.webrtc.relay_port)
         ports.extend(self.extra_tcp_ports)
         return tuple(dict.fromkeys(ports))
+
+    def webrtc_cameras_on(self, host: str) -> tuple[Camera, ...]:
+        """The cameras this host offers over WebRTC; none, and the host runs no OME."""
+        if self.webrtc is None:
+            return ()
+        return tuple(c for c in self.cameras_on(host) if self.webrtc.serves(c.name))

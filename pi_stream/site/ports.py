@@ -1,4 +1,4 @@
-"""Port clashes on each host, across sections: SSH, RTMP, `web:`, `firewall:` and `dvr_proxy:`.
+"""Port clashes on each host, across sections: SSH, RTMP, `web:`, `firewall:`, `dvr_proxy:` and `webrtc:`.
 
 Not a section of its own: it runs after them all, because a clash is between two
 of them. TLS sites told apart by name (SNI) may share a port.
@@ -10,17 +10,24 @@ from pi_stream.site.dvr_proxy import DvrProxy
 from pi_stream.site.fields import Problems
 from pi_stream.site.inventory import Host
 from pi_stream.site.web import Web
+from pi_stream.site.webrtc import INTERNAL_PORTS, WebRtc
 
 RTMP_PORT = 1935  # nginx-rtmp listens on 127.0.0.1 only, but the port is still taken on the host
 
 
-def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], dvrs: tuple[DvrProxy, ...], file: str, problems: Problems) -> None:
+def check_ports(
+    web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], dvrs: tuple[DvrProxy, ...], file: str, problems: Problems,
+    webrtc: WebRtc | None = None,
+) -> None:
     """Two services cannot share a port on one host, except TLS sites told apart by name (SNI and Host)."""
     # (port, owner, name): name None claims the port alone; "*" is the appliance's own site, the default
     # for its port; a DVR's server name lets it share a TLS port with others of different names.
     claims: list[tuple[int, str, str | None]] = [(RTMP_PORT, "RTMP (internal)", None), (web.http_port, "web.http_port", None)]
     if web.https:
         claims.append((web.https_port, "web.https_port", "*"))
+    if webrtc is not None:
+        claims.append((webrtc.relay_port, "webrtc.relay_port", None))
+        claims += [(port, f"OvenMediaEngine (internal, port {port})", None) for port in INTERNAL_PORTS]
     claims += [(port, f"firewall.extra_tcp_ports[{i}]", None) for i, port in enumerate(extra)]
     for host in hosts:
         host_claims = [(host.ssh_port, f"SSH of host {host.name}", None), *claims]
@@ -38,7 +45,7 @@ def check_ports(web: Web, hosts: tuple[Host, ...], extra: tuple[int, ...], dvrs:
                 continue  # opening the SSH port again is harmless
             if previous and not shares_port(name, previous):
                 first = previous[0][0]
-                path = owner if not owner.startswith(("RTMP", "SSH")) else first
+                path = owner if not owner.startswith(("RTMP", "SSH", "OvenMediaEngine")) else first
                 hint = " or give both a server_name of their own" if name is not None and all(n is not None for _, n in previous) else ""
                 problems.add(file, path, f"port {port} is already used by {first}; choose another port{hint}")
                 continue
