@@ -58,6 +58,8 @@ CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MEDIA_COOKIE = "pi_stream_media"
 # Media cookies are set per camera on each of these paths: live HLS, and the camera's snapshots, recordings and status.
 MEDIA_PREFIXES = ("/hls/", "/camera/")
+# And on the camera's WebRTC signalling (OvenMediaEngine, behind nginx), for the cameras access.json lists under "webrtc".
+WEBRTC_PREFIX = "/webrtc/"
 SESSION_COOKIE = "pi_stream_session"
 # Set after a successful login and sent back only to /auth/login: a browser that has
 # logged in as that viewer before goes ahead of everyone else for the bcrypt slot, so a
@@ -92,6 +94,7 @@ class Config:
     cameras: dict[str, str]  # name -> title, in page order
     access: dict[str, tuple[str, ...]]  # viewer -> cameras they may watch
     dvrs: dict[str, tuple[str, ...]]  # DVR name -> viewers its login lets through
+    webrtc: tuple[str, ...]  # the cameras also offered over WebRTC
     session_seconds: int
     link_seconds: int
     secure_cookies: bool
@@ -113,6 +116,7 @@ class Config:
             cameras={c["name"]: c["title"] for c in data["cameras"]},
             access={user: tuple(cams) for user, cams in data["access"].items() if user in hashes},
             dvrs={name: tuple(user for user in users if user in hashes) for name, users in data.get("dvrs", {}).items()},
+            webrtc=tuple(data.get("webrtc", ())),  # absent from the access.json of a pi-stream before WebRTC
             session_seconds=int(data["session_seconds"]),
             link_seconds=int(data["link_seconds"]),
             secure_cookies=bool(data["secure_cookies"]),
@@ -122,6 +126,11 @@ class Config:
 
     def _hmac(self, *parts: str) -> bytes:
         return hmac.new(self.site_key, "\0".join(parts).encode("utf-8"), hashlib.sha256).digest()
+
+    def media_paths(self, camera: str) -> tuple[str, ...]:
+        """The paths a camera's media cookie goes to: its HLS and files, and its WebRTC signalling if it has one."""
+        prefixes = MEDIA_PREFIXES + ((WEBRTC_PREFIX,) if camera in self.webrtc else ())
+        return tuple(f"{prefix}{camera}/" for prefix in prefixes)
 
     def media_key(self, user: str, camera: str) -> str:
         return self._hmac("media", user, camera, self.hashes[user]).hex()
@@ -289,14 +298,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         cookies.append(self.device_cookie(user, "/auth/login"))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
-            # The same token on both paths: nginx checks it identically for video and for snapshots/status.
-            for prefix in MEDIA_PREFIXES:
-                cookies.append(self.cookie(MEDIA_COOKIE, token, f"{prefix}{camera}/", self.config.session_seconds))
+            # The same token on every path: nginx checks it identically for video, snapshots/status and WebRTC signalling.
+            for path in self.config.media_paths(camera):
+                cookies.append(self.cookie(MEDIA_COOKIE, token, path, self.config.session_seconds))
         self.send_json(200, self.session_body(user, expires), cookies=cookies)
 
     def logout(self, _body: dict) -> None:
         cookies = [self.cookie(SESSION_COOKIE, "", "/auth/", 0)]
         cookies += [self.cookie(MEDIA_COOKIE, "", f"{prefix}{camera}/", 0) for camera in self.config.cameras for prefix in MEDIA_PREFIXES]
+        # /webrtc/ for every camera, not only today's WebRTC ones: a camera taken off the list since the login
+        # keeps its cookie otherwise, and it would open the signalling again if the camera came back.
+        cookies += [self.cookie(MEDIA_COOKIE, "", f"{WEBRTC_PREFIX}{camera}/", 0) for camera in self.config.cameras]
         self.send_json(200, {"logged_out": True}, cookies=cookies)
 
     def dvr_route(self) -> tuple[str, str]:
@@ -362,12 +374,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, {"url": f"{scheme}://{host}/v/{token}/{camera}/index.m3u8", "expires": expires})
 
     def session_body(self, user: str, expires: int) -> dict:
-        cameras = [
-            {"name": name, "title": self.config.cameras[name], "playlist": f"/hls/{name}/index.m3u8"}
-            for name in self.config.cameras
-            if name in self.config.access[user]
-        ]
+        cameras = [self.camera_entry(name) for name in self.config.cameras if name in self.config.access[user]]
         return {"user": user, "cameras": cameras, "expires": expires}
+
+    def camera_entry(self, name: str) -> dict:
+        """One camera as the page plays it: HLS always, WebRTC signalling too (the page tries it first) if offered."""
+        entry = {"name": name, "title": self.config.cameras[name], "playlist": f"/hls/{name}/index.m3u8"}
+        if name in self.config.webrtc:
+            entry["webrtc"] = f"{WEBRTC_PREFIX}{name}/"
+        return entry
 
     def current_session(self) -> tuple[str, int] | None:
         """(user, expires) of a valid session cookie, else None."""

@@ -1,5 +1,6 @@
 // pi-stream player: logs in, then attaches hls.js to each camera the viewer may
-// watch. No inline script (the page's Content-Security-Policy forbids it), no CDN
+// watch, or first OvenPlayer (WebRTC) to the cameras the login offers it for.
+// No inline script (the page's Content-Security-Policy forbids it), no CDN
 // (the appliance may be offline).
 (function () {
   "use strict";
@@ -22,6 +23,16 @@
   // 401 no token, 403 refused, 410 expired: retrying would only fill the
   // appliance's auth log (and get this address banned). Log in again instead.
   var AUTH_STATUSES = [401, 403, 410];
+  // WebRTC (OvenPlayer, through OME's signalling at /webrtc/CAMERA/ on this origin),
+  // for a camera whose entry has `webrtc`; the tile falls back to HLS for good when
+  // OvenPlayer reports an error (signalling refused or closed, peer connection
+  // lost), ICE fails, no picture arrives this long after connecting, or the picture
+  // stops (the video's currentTime still) this long once playing. Checked once a
+  // second; not while the page is hidden, where browsers may stop painting frames.
+  var WEBRTC_FIRST_FRAME_MS = 8000;
+  var WEBRTC_STALL_MS = 4000;
+  var WEBRTC_CHECK_MS = 1000;
+  var TRANSPORT_LABELS = { webrtc: "WebRTC", hls: "HLS" };
   var loginForm = document.getElementById("login");
   var loginMessage = document.getElementById("login-message");
   var players = [];
@@ -68,22 +79,37 @@
     }).catch(function () { showLogin("The appliance does not answer."); });
   }
 
+  function signallingUrl(path) {
+    return (window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + path;
+  }
+
   function attach(camera) {
     var tile = document.getElementById("camera-tile").content.firstElementChild.cloneNode(true);
     var video = tile.querySelector("video");
     var status = tile.querySelector(".status");
+    var transport = document.createElement("span");
+    transport.className = "transport";
     tile.id = "camera-" + camera.name;
     tile.querySelector(".title").textContent = camera.title;
+    tile.querySelector(".title").after(" ", transport);
     tile.querySelector(".replay").href = "/replay.html#camera=" + encodeURIComponent(camera.name);
     video.setAttribute("data-camera", camera.name);
     grid.appendChild(tile);
     var hls = null;
     var timer = null;
     var stopped = false;
+    var webrtc = null;  // the OvenPlayer instance while WebRTC is tried
+    var webrtcTimer = null;
 
     function setStatus(text, cls) {
       status.textContent = text;
       status.className = "status" + (cls ? " " + cls : "");
+    }
+
+    function setTransport(kind, why) {
+      tile.setAttribute("data-transport", kind);
+      transport.textContent = TRANSPORT_LABELS[kind];
+      transport.title = why || "";
     }
     video.addEventListener("playing", function () { setStatus("live", "live"); });
     video.addEventListener("waiting", function () { setStatus("buffering…", ""); });
@@ -119,17 +145,108 @@
       video.play().catch(function () { /* autoplay may need a click; controls are shown */ });
     }
 
-    if (window.Hls && window.Hls.isSupported()) {
-      start();
-    } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-      video.src = camera.playlist;  // Safari and iOS play HLS natively; the cookie goes along.
+    function playHls(why) {
+      setTransport("hls", why);
+      video.hidden = false;
+      if (window.Hls && window.Hls.isSupported()) {
+        start();
+      } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+        video.src = camera.playlist;  // Safari and iOS play HLS natively; the cookie goes along.
+      } else {
+        setStatus("this browser cannot play HLS", "error");
+      }
+    }
+
+    function stopWebRtc() {
+      var player = webrtc;
+      webrtc = null;
+      window.clearInterval(webrtcTimer);
+      if (player) {
+        try {
+          player.remove();
+        } catch (error) { /* whatever state it was in, its elements go below */ }
+      }
+      tile.querySelectorAll(".webrtc, .ovenplayer").forEach(function (element) { element.remove(); });
+    }
+
+    // Once per tile: the first failure ends WebRTC; later events of the removed player change nothing.
+    function fallBack(why) {
+      if (stopped || tile.getAttribute("data-transport") !== "webrtc") return;
+      stopWebRtc();
+      setStatus("connecting…", "");
+      playHls("WebRTC " + why + ": playing HLS");
+    }
+
+    function playWebRtc() {
+      // OvenPlayer makes its own <video> (and UI, hidden by player.css) in place of this box.
+      var box = document.createElement("div");
+      box.id = "webrtc-" + camera.name;
+      box.className = "webrtc";
+      video.hidden = true;
+      tile.insertBefore(box, video);
+      setTransport("webrtc");
+      try {
+        webrtc = window.OvenPlayer.create(box, {
+          autoStart: true,
+          mute: true,
+          controls: false,
+          showBigPlayButton: false,
+          sources: [{ type: "webrtc", file: signallingUrl(camera.webrtc) }],
+        });
+      } catch (error) {
+        fallBack("could not start (" + error + ")");
+        return;
+      }
+      // Deferred: OvenPlayer calls these from inside its own event dispatch, which remove() takes apart.
+      webrtc.on("error", function (error) {
+        var why = "failed (" + ((error && error.message) || "error") + (error && error.code ? ", " + error.code : "") + ")";
+        window.setTimeout(fallBack, 0, why);
+      });
+      // OvenPlayer acts on a lost connection ("disconnected") but not on ICE that never connects.
+      webrtc.on("peerConnectionPrepared", function (connection) {
+        connection.addEventListener("iceconnectionstatechange", function () {
+          if (connection.iceConnectionState === "failed") window.setTimeout(fallBack, 0, "failed (ICE found no path to the relay)");
+        });
+      });
+      var startedAt = Date.now();
+      var progressAt = startedAt;
+      var lastTime = 0;
+      var playing = false;
+      webrtcTimer = window.setInterval(function () {
+        var media = tile.querySelector(".ovenplayer video");
+        var now = Date.now();
+        if (document.hidden || (playing && media && media.paused)) {
+          // Not judged while nobody can see it, or while the viewer paused it.
+          progressAt = now;
+          if (!playing) startedAt = now;
+          return;
+        }
+        if (media && media.currentTime > lastTime) {
+          lastTime = media.currentTime;
+          progressAt = now;
+          if (!playing) {
+            playing = true;
+            media.controls = true;  // like the HLS video: fullscreen, pause
+            setStatus("live", "live");
+          }
+        } else if (!playing && now - startedAt >= WEBRTC_FIRST_FRAME_MS) {
+          fallBack("gave no picture in " + WEBRTC_FIRST_FRAME_MS / 1000 + " s");
+        } else if (playing && now - progressAt >= WEBRTC_STALL_MS) {
+          fallBack("stalled for " + WEBRTC_STALL_MS / 1000 + " s");
+        }
+      }, WEBRTC_CHECK_MS);
+    }
+
+    if (camera.webrtc && window.OvenPlayer && window.RTCPeerConnection) {
+      playWebRtc();
     } else {
-      setStatus("this browser cannot play HLS", "error");
+      playHls(camera.webrtc ? "this browser cannot play WebRTC: playing HLS" : "");
     }
     return {
       stop: function () {
         stopped = true;
         window.clearTimeout(timer);
+        stopWebRtc();
         if (hls) hls.destroy();
         video.removeAttribute("src");
       },
