@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,6 @@ def need(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         pytest.fail(f"{missing} not installed: run scripts/install.sh (CI installs them)")
-
-
-@pytest.fixture
-def short_root():
-    """A Pi's tree off the Pi, at a short path: nginx refuses a unix socket path (demand.sock) over 107 bytes,
-    and pytest's own temporary paths are long (pytest-xdist adds /popen-gwN/)."""
-    directory = Path(tempfile.mkdtemp(prefix="ps-root-"))
-    try:
-        yield directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_SITES))

@@ -333,3 +333,41 @@ def test_deploy_says_what_turning_updates_off_means(tmp_path):
     assert "installs no security updates" in update_notes(off)[0]
     assert "stays inactive until you reboot" in update_notes(no_reboot)[0]
     assert update_notes(load_site(write_site(tmp_path / "on", {"cameras": [CAMERA]})).updates) == []
+
+
+# --- webrtc: -------------------------------------------------------------------------
+
+
+def test_webrtc_defaults_offer_every_camera_through_the_pis_own_address(tmp_path):
+    site = load_site(write_site(tmp_path / "s", {"cameras": [CAMERA], "webrtc": {}}))
+    assert site.webrtc.cameras == ("cam",) and site.webrtc.relay_port == 3478 and site.webrtc.install_method == "source"
+    assert site.webrtc.relay_address(site.host("pi1")) == "192.0.2.10"
+    assert site.public_tcp_ports("pi1") == (22, 80, 443, 3478)
+    assert load_site(write_site(tmp_path / "t", {"cameras": [CAMERA]})).webrtc is None
+
+
+def test_webrtc_mistakes_are_reported_at_once_with_their_fields(tmp_path):
+    directory = write_site(tmp_path / "s", {
+        "cameras": [CAMERA],
+        "webrtc": {"engine": "janus", "cameras": ["cam", "nope", "cam"], "public_address": "http://cam.example.org",
+                   "relay_port": 443, "install_method": "container", "image": "airensoft/ovenmediaengine:latest"},
+    })
+    problems = problems_by_path(directory)
+    assert "not one of: ome" in problems["webrtc.engine"]
+    assert "'nope' is not a camera of this site (cameras: cam)" in problems["webrtc.cameras[1]"]
+    assert "listed twice" in problems["webrtc.cameras[2]"]
+    assert "not an IP address or DNS name" in problems["webrtc.public_address"]
+    assert "port 443 is already used by web.https_port" in problems["webrtc.relay_port"]
+    assert "not pinned by digest" in problems["webrtc.image"]
+
+
+def test_webrtc_container_needs_an_image_and_an_empty_camera_list_is_refused(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA], "webrtc": {"install_method": "container", "cameras": []}})
+    problems = problems_by_path(directory)
+    assert "required with install_method: container" in problems["webrtc.image"]
+    assert "empty: list the cameras" in problems["webrtc.cameras"]
+
+
+def test_webrtc_internal_ports_are_taken(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [CAMERA], "webrtc": {}, "firewall": {"extra_tcp_ports": [3333]}})
+    assert "already used by OvenMediaEngine (internal, port 3333)" in problems_by_path(directory)["firewall.extra_tcp_ports[0]"]
