@@ -111,7 +111,10 @@ def playbook_env(site: Site) -> dict[str, str]:
 def check_reachable(site: Site, timeout: float = SSH_PROBE_TIMEOUT_SECONDS) -> None:
     """One line per unreachable host, before Ansible prints a wall of text about it."""
     problems = []
-    builders = [h for h in site.build_hosts if h.name == site.nginx_source.build_host and site.nginx_install_method == "source"]
+    wanted = {site.nginx_source.build_host} if site.nginx_install_method == "source" else set()
+    if site.webrtc is not None and site.webrtc.install_method == "source":
+        wanted.add(site.webrtc.source.build_host)
+    builders = [h for h in site.build_hosts if h.name in wanted]
     for host in (*site.hosts, *builders):
         try:
             with socket.create_connection((host.address, host.ssh_port), timeout=timeout) as conn:

@@ -8,8 +8,9 @@ from typing import Any
 from pi_stream import credentials
 from pi_stream.console import Console, table
 from pi_stream.deploy import DeployResult, deploy
-from pi_stream.nginx_source import fetch_sources
-from pi_stream.errors import ExitStatus, PiStreamError, VerifyError
+from pi_stream import ome_source
+from pi_stream.nginx_source import fetch, fetch_sources
+from pi_stream.errors import ExitStatus, PiStreamError, SiteError, VerifyError
 from pi_stream.render import render_site
 from pi_stream.site import SITE_FILE, Site, load_site, update_notes
 from pi_stream.verify import Check, VerifyResult, verify_site
@@ -48,14 +49,35 @@ class DeployProgress:
 
 
 def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -> list[Path]:
-    """The source method's tarballs in the controller's cache, checked; nothing for the package method."""
-    if site.nginx_install_method != "source":
-        return []
-    source = site.nginx_source
-    console.progress(
-        f"nginx {source.nginx.version} with nginx-rtmp-module {source.rtmp_module.version} from source: checking the tarballs"
-    )
-    return fetch_sources(source, str(site.directory / SITE_FILE), cache, console.progress)
+    """The source methods' tarballs in the controller's cache, checked; nothing when nothing is built from source."""
+    site_file = str(site.directory / SITE_FILE)
+    paths: list[Path] = []
+    problems: list = []
+    if site.nginx_install_method == "source":
+        source = site.nginx_source
+        console.progress(
+            f"nginx {source.nginx.version} with nginx-rtmp-module {source.rtmp_module.version} from source: checking the tarballs"
+        )
+        try:
+            paths += fetch_sources(source, site_file, cache, console.progress)
+        except SiteError as exc:
+            problems += exc.problems
+    if builds_ome(site):
+        ome = site.webrtc.source
+        console.progress(f"OvenMediaEngine {ome.ome.version} with spdlog {ome.spdlog.version} from source: checking the tarballs")
+        for archive in ome_source.archives(ome):
+            try:
+                paths.append(fetch(archive, site_file, cache, console.progress))
+            except SiteError as exc:
+                problems += exc.problems
+    if problems:
+        raise SiteError(problems)
+    return paths
+
+
+def builds_ome(site: Site) -> bool:
+    """Whether some host gets OME from source (a site with WebRTC cameras and install_method source)."""
+    return site.webrtc is not None and site.webrtc.install_method == "source" and any(site.webrtc_cameras_on(h.name) for h in site.hosts)
 
 
 def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pi_stream.nginx_source import role_vars as nginx_source_vars
+from pi_stream.ome_source import role_vars as ome_source_vars
 from pi_stream.site.model import Site
 
 
@@ -40,6 +41,20 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
         },
         "fail2ban": {},
         "security_updates": {"security_updates_enabled": site.updates.security},
+        "webrtc_ome": webrtc_vars(site, host),
+    }
+
+
+def webrtc_vars(site: Site, host: str) -> dict[str, Any]:
+    webrtc = site.webrtc
+    enabled = bool(site.webrtc_cameras_on(host))
+    method = webrtc.install_method if webrtc else "source"
+    return {
+        "webrtc_ome_enabled": enabled,
+        "webrtc_ome_install_method": method,
+        # Only for the source method on a host that runs OME: no other bundle changes with the build files.
+        "webrtc_ome_source": ome_source_vars(webrtc.source) if enabled and method == "source" else {},
+        "webrtc_ome_image": webrtc.image if enabled and method == "container" else "",
     }
 
 

@@ -224,3 +224,62 @@ def test_an_unquoted_all_digit_checksum_is_told_to_be_quoted(tmp_path):
     (directory / "site.yml").write_text(text)
     message = problems_of(directory)["nginx.source.nginx.sha256"]
     assert "put the value in quotes" in message and 'sha256: "..."' in message, message
+
+
+# --- OvenMediaEngine's sources (webrtc.install_method source): the same fetch, the same key rules ----------
+
+
+def ome_site(tmp_path, ome_sha256: str, **webrtc):
+    from tests.conftest import write_site
+
+    tarballs = {"ome.tar.gz": b"ome bytes\n", "spdlog.tar.xz": b"spdlog bytes\n"}
+    source = {"ome": {"version": "0.19.0", "file": "ome.tar.gz", "sha256": ome_sha256},
+              "spdlog": {"version": "1.15.2", "file": "spdlog.tar.xz", "sha256": hashlib.sha256(tarballs["spdlog.tar.xz"]).hexdigest()}}
+    directory = write_site(tmp_path / "site", {"name": "s", "cameras": [{"name": "cam", "source": {"type": "testsrc"}}],
+                                               "webrtc": {"source": source, **webrtc}})
+    for name, content in tarballs.items():
+        (directory / name).write_bytes(content)
+    return directory
+
+
+def test_omes_tarballs_are_fetched_and_checked_before_anything_runs(tmp_path):
+    from pi_stream.console import Console
+    from pi_stream.workflows import run_fetch_sources
+
+    directory = ome_site(tmp_path, hashlib.sha256(b"ome bytes\n").hexdigest())
+    paths = run_fetch_sources(load_site(directory), Console(show_progress=False), tmp_path / "cache")
+    assert sorted(p.name for p in paths) == ["ome.tar.gz", "spdlog.tar.xz"]
+    assert all(p.is_file() and str(p).startswith(str(tmp_path / "cache" / "sources")) for p in paths)
+    container = ome_site(tmp_path / "c", "0" * 64, install_method="container", image="x/ome@sha256:" + "a" * 64)
+    assert run_fetch_sources(load_site(container), Console(show_progress=False), tmp_path / "cache") == []
+
+
+def test_a_wrong_ome_checksum_names_its_field(tmp_path):
+    from pi_stream.console import Console
+    from pi_stream.workflows import run_fetch_sources
+
+    directory = ome_site(tmp_path, "0" * 64)
+    with pytest.raises(SiteError) as info:
+        run_fetch_sources(load_site(directory), Console(show_progress=False), tmp_path / "cache")
+    [(_, field, message)] = info.value.problems
+    assert field == "webrtc.source.ome.sha256" and "nothing was built or changed" in message
+
+
+def test_the_ome_build_key_changes_with_every_input(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from pi_stream import ome_source
+    from pi_stream.site.webrtc import DEFAULT_OME_BUILD
+
+    base = ome_source.inputs_key(DEFAULT_OME_BUILD)
+    other_ome = replace(DEFAULT_OME_BUILD, ome=replace(DEFAULT_OME_BUILD.ome, sha256="1" * 64))
+    other_spdlog = replace(DEFAULT_OME_BUILD, spdlog=replace(DEFAULT_OME_BUILD.spdlog, version="1.15.3"))
+    assert len({base, ome_source.inputs_key(other_ome), ome_source.inputs_key(other_spdlog)}) == 3
+    assert ome_source.inputs_key(replace(DEFAULT_OME_BUILD, build_host="builder")) == base, "where it is built is no input"
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "build-ome-deb.sh").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(ome_source, "BUILD_FILES_DIR", files)
+    before = ome_source.inputs_key(DEFAULT_OME_BUILD)
+    (files / "build-ome-deb.sh").write_text("#!/bin/sh\nset -eu\n")
+    assert ome_source.inputs_key(DEFAULT_OME_BUILD) != before

@@ -21,7 +21,9 @@ from pi_stream.site import load_site, role_vars
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
-ROLE_ORDER = ["firewall", "viewer_auth", "dvr_proxy", "nginx_rtmp", "camera_capture", "fail2ban", "security_updates"]
+ROLE_ORDER = [
+    "firewall", "viewer_auth", "dvr_proxy", "nginx_rtmp", "webrtc_ome", "camera_capture", "fail2ban", "security_updates",
+]
 BIN = Path(sys.executable).parent
 # Every service whose configuration must pass its own test before a reload or restart.
 CONFIG_TESTS = {"nginx": ["nginx", "-t"], "fail2ban": ["fail2ban-client", "-t"]}
