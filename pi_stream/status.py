@@ -28,6 +28,9 @@ class HostStatus:
     error: str = ""
     updates: UpdatesVerdict | None = None  # None when the update report could not be read (said in updates_error)
     updates_error: str = ""
+    # OME's answer for a host with WebRTC cameras ({"streams": {camera: sessions}} or {"error": ...}), and which it should have.
+    webrtc: dict | None = None
+    webrtc_cameras: tuple[str, ...] = ()
 
     @property
     def troubled(self) -> list[dict]:
@@ -48,6 +51,11 @@ def read_host_status(site: Site, host_name: str, now: float | None = None) -> Ho
         status.updates = judge(read_report(remote), site.updates, now)
     except RuntimeError as exc:
         status.updates_error = str(exc)
+    status.webrtc_cameras = tuple(c.name for c in site.webrtc_cameras_on(host_name))
+    if status.webrtc_cameras:
+        from pi_stream.webrtc_checks import ome_streams
+
+        status.webrtc = ome_streams(remote)
     return status
 
 
@@ -100,12 +108,26 @@ def format_host(status: HostStatus, now: float | None = None) -> str:
     for kind, entry in sorted(disk.items()):
         note = "" if entry["writing"] else "  PAUSED: below storage.min_free_percent"
         lines.append(f"  {kind}: {entry['path']} {entry['free_percent']:g}% free{note}")
+    if status.webrtc is not None:
+        lines.append(f"  WebRTC (OvenMediaEngine): {webrtc_summary(status.webrtc, status.webrtc_cameras)}")
     if status.updates is not None:
         lines.append(f"  security updates: {status.updates.summary}")
         lines += [f"    {note}" for note in status.updates.notes]
     elif status.updates_error:
         lines.append(f"  security updates: unknown: {status.updates_error}")
     return "\n".join(lines)
+
+
+def webrtc_summary(answer: dict, cameras: tuple[str, ...]) -> str:
+    """Viewers per camera from OME's own counters; a camera OME does not have is named, with where to look."""
+    if "error" in answer:
+        return f"unknown: {answer['error']} (systemctl status pi-stream-ome)"
+    streams = answer.get("streams", {})
+    parts = [f"{name} {streams[name]} viewer{'s' if streams[name] != 1 else ''}" for name in cameras if name in streams]
+    missing = [name for name in cameras if name not in streams]
+    if missing:
+        parts.append(f"NOT IN OME: {', '.join(missing)} (journalctl -u nginx -u pi-stream-ome)")
+    return ", ".join(parts)
 
 
 def snapshot_age(camera: dict, now: float) -> str:

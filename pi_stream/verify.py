@@ -32,6 +32,7 @@ from pi_stream.render import DEFAULT_PATHS, Bundle
 from pi_stream.site import INVENTORY_FILE, Camera, Host, Site
 from pi_stream.status import STALE_SECONDS
 from pi_stream.updates import judge, read_report
+from pi_stream.webrtc_checks import ome_streams, refused_without_token, signalling_offer, streams_check
 
 HTTP_TIMEOUT = 10.0
 
@@ -160,6 +161,12 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
         checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
     checker.attempt("security updates", lambda: security_updates(remote, site))
+    webrtc = [c.name for c in site.webrtc_cameras_on(host.name)]
+    if webrtc:
+        checker.attempt("service pi-stream-ome active", lambda: service_state(remote, "pi-stream-ome"))
+        relay = site.webrtc.relay_port
+        checker.attempt(f"WebRTC relay {relay}/tcp listening", lambda: (remote.socket(f"tcp://0.0.0.0:{relay}").is_listening, "TURN over TCP"))
+        checker.attempt("OvenMediaEngine has every WebRTC camera", lambda: streams_check(ome_streams(remote), webrtc))
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
         session = Http()
@@ -184,6 +191,10 @@ def probe_media(site, host, session, user, password, checker: Checker, advance_t
         for camera in site.cameras_on(host.name):
             playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
             checker.attempt(f"{camera.name}: playlist refused before login", lambda p=playlist: expect_status(session, p, 401))
+        webrtc = {c.name for c in site.webrtc_cameras_on(host.name)}
+        for name in sorted(webrtc):
+            checker.attempt(f"{name}: WebRTC signalling refused before login",
+                            lambda n=name: refused_without_token(signalling_url(url, n), ssl_context_of(session)))
         allowed = site.cameras_for(user, host.name)
         if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
             return
@@ -201,7 +212,31 @@ def probe_media(site, host, session, user, password, checker: Checker, advance_t
             )
             checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
             checker.attempt(f"{camera.name}: latest snapshot", lambda c=camera: latest_snapshot(session, url, c))
+            if camera.name in webrtc:
+                relay = f"{site.webrtc.relay_address(host)}:{site.webrtc.relay_port}"
+                checker.attempt(f"{camera.name}: WebRTC offer through the relay", lambda c=camera, r=relay: signalling_offer(
+                    signalling_url(url, c.name), media_cookie(session, f"/webrtc/{c.name}/"), ssl_context_of(session), r))
         session.post(urljoin(url, "auth/logout"), json={})
+
+
+def signalling_url(url: str, camera: str) -> str:
+    return urljoin(url, f"webrtc/{camera}/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
+def media_cookie(session: requests.Session, path: str) -> str:
+    """The Cookie header a browser sends to `path`: the camera's token the login set there."""
+    tokens = [c.value for c in session.cookies if c.name == "pi_stream_media" and c.path == path]
+    return f"pi_stream_media={tokens[0]}" if tokens else ""
+
+
+def ssl_context_of(session: requests.Session) -> ssl.SSLContext:
+    """The session's trust (the pinned certificate, or none for a provided one, checked separately) for a WebSocket."""
+    if isinstance(session.verify, str):
+        return ssl.create_default_context(cafile=session.verify)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 # A camera still starting after this long is reported with what it is doing. Starts on one NVR are
