@@ -13,10 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pi_stream import PROJECT_ROOT
 from pi_stream.nginx_source import SourceArchive
-from pi_stream.site.webrtc import OmeSource
+
+if TYPE_CHECKING:  # the site model imports this module for its role variables
+    from pi_stream.site.webrtc import OmeSource
 
 BUILD_FILES_DIR = PROJECT_ROOT / "roles" / "webrtc_ome" / "files" / "source-build"
 PACKAGE_NAME = "pi-stream-ome"

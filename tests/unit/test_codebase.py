@@ -39,3 +39,31 @@ def test_ruff_is_clean():
     assert ruff, "ruff is not installed: pip install -e '.[test]'"
     result = subprocess.run([ruff, "check", str(ROOT)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_every_module_imports_first():
+    """No import cycle that only works in one order: each module is imported first, in a clean slate."""
+    import subprocess
+    import sys
+
+    modules = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in python_files() if p.name != "__main__.py"  # running it is the CLI itself
+    )
+    code = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        f"for name in {modules!r}:\n"
+        "    for loaded in [m for m in sys.modules if m == 'pi_stream' or m.startswith('pi_stream.')]:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except ImportError as exc:\n"
+        # A library only another Python has (fake_nvr's gi: the system python3) is not a cycle of ours.
+        "        if (exc.name or 'pi_stream').startswith('pi_stream'):\n"
+        "            failed.append(f'{name}: {exc}')\n"
+        "print('\\n'.join(failed))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "", result.stdout
