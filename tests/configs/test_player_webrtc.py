@@ -368,3 +368,27 @@ def test_webrtc_without_a_picture_falls_back_to_hls(appliance, browser):
         assert tile(browser, "barn")["why"] == f"WebRTC gave no picture in {FIRST_FRAME_SECONDS} s: playing HLS"
     assert len(signalling.handshakes) == 1, "the page tried WebRTC again after giving up on it"
     assert page_errors(browser) == []
+
+
+def test_signalling_is_refused_without_a_token_and_for_another_viewers_camera(appliance):
+    """verify's own probes against the rendered nginx: no token 401, bob's barn token at loft 403 (and logged for
+    fail2ban), shed (HLS only) no /webrtc/ location at all; bob's own camera reaches OME's port."""
+    from pi_stream.verify import Http, media_cookie, ssl_context_of
+    from pi_stream.webrtc_checks import refused_without_token, signalling_offer
+
+    rooted, signalling = appliance
+    session = Http()
+    session.verify = str(rooted.certificate)
+    assert session.post(f"{URL}/auth/login", json={"user": BOB, "password": BOB_PASSWORD}).status_code == 200
+    context = ssl_context_of(session)
+    context.check_hostname = False  # the test certificate names 127.0.0.1 as its CN only
+    wss = f"wss://127.0.0.1:{HTTPS_PORT}/webrtc"
+    barn = media_cookie(session, "/webrtc/barn/")
+    assert barn.startswith("pi_stream_media=") and media_cookie(session, "/webrtc/loft/") == ""
+    assert refused_without_token(f"{wss}/barn/", context) == (True, "HTTP 401 from nginx")
+    before = rooted.auth_log.read_text() if rooted.auth_log.exists() else ""
+    assert signalling_offer(f"{wss}/loft/", barn, context, "-") == (False, "HTTP 403 from nginx")
+    wait_until(lambda: rooted.auth_log.read_text().count("refused") > before.count("refused"), "the refusal in the auth log", seconds=5)
+    assert signalling_offer(f"{wss}/shed/", barn, context, "-") == (False, "HTTP 404 from nginx")
+    # OME is down (nothing listens on the moved port): nginx passed the token check and tried to reach it.
+    assert signalling_offer(f"{wss}/barn/", barn, context, "-") == (False, "HTTP 502 from nginx")
