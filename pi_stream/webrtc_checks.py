@@ -69,19 +69,20 @@ def streams_check(answer: dict[str, Any], expected: list[str]) -> tuple[bool, st
     return not missing, detail + (f"; missing: {', '.join(missing)} (is nginx pushing? see `journalctl -u nginx`)" if missing else "")
 
 
-def signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext | None, relay: str) -> tuple[bool, str]:
+def signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext | None, relay: str,
+                     timeout: float = SIGNALLING_TIMEOUT_SECONDS) -> tuple[bool, str]:
     """A WebSocket to nginx's /webrtc/CAMERA/ answers `request_offer` with an SDP offer that points at the TCP relay."""
-    return asyncio.run(_signalling_offer(url, cookie, ssl_context, relay))
+    return asyncio.run(_signalling_offer(url, cookie, ssl_context, relay, timeout))
 
 
-async def _signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext | None, relay: str) -> tuple[bool, str]:
+async def _signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext | None, relay: str, timeout: float) -> tuple[bool, str]:
     import websockets
 
     headers = {"Cookie": cookie} if cookie else {}
     tls = ssl_context if url.startswith("wss://") else None  # websockets refuses a context for ws://
     try:
-        async with asyncio.timeout(SIGNALLING_TIMEOUT_SECONDS):
-            async with websockets.connect(url, additional_headers=headers, ssl=tls, open_timeout=SIGNALLING_TIMEOUT_SECONDS) as ws:
+        async with asyncio.timeout(timeout):
+            async with websockets.connect(url, additional_headers=headers, ssl=tls, open_timeout=timeout) as ws:
                 await ws.send(json.dumps({"command": "request_offer"}))
                 offer = json.loads(await ws.recv())
     except websockets.InvalidStatus as exc:

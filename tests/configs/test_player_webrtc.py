@@ -162,6 +162,9 @@ class FakeSignalling:
         try:
             yield self
         finally:
+            # shutdown() first: close() alone leaves the socket listening while serve() is blocked in accept().
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
             self.listener.close()
             self.listener = None
 
@@ -372,7 +375,7 @@ def test_webrtc_without_a_picture_falls_back_to_hls(appliance, browser):
 
 def test_signalling_is_refused_without_a_token_and_for_another_viewers_camera(appliance):
     """verify's own probes against the rendered nginx: no token 401, bob's barn token at loft 403 (and logged for
-    fail2ban), shed (HLS only) no /webrtc/ location at all; bob's own camera reaches OME's port."""
+    fail2ban), shed (HLS only) no /webrtc/ location at all; bob's own camera is passed on to OME's signalling."""
     from pi_stream.verify import Http, media_cookie, ssl_context_of
     from pi_stream.webrtc_checks import refused_without_token, signalling_offer
 
@@ -390,5 +393,11 @@ def test_signalling_is_refused_without_a_token_and_for_another_viewers_camera(ap
     assert signalling_offer(f"{wss}/loft/", barn, context, "-") == (False, "HTTP 403 from nginx")
     wait_until(lambda: rooted.auth_log.read_text().count("refused") > before.count("refused"), "the refusal in the auth log", seconds=5)
     assert signalling_offer(f"{wss}/shed/", barn, context, "-") == (False, "HTTP 404 from nginx")
-    # OME is down (nothing listens on the moved port): nginx passed the token check and tried to reach it.
-    assert signalling_offer(f"{wss}/barn/", barn, context, "-") == (False, "HTTP 502 from nginx")
+    # With the token, nginx passes the WebSocket on to OME's port (here the fake, which never offers).
+    with signalling.accepting():
+        seen = len(signalling.handshakes)
+        assert signalling_offer(f"{wss}/barn/", barn, context, "-", timeout=3) == (False, "TimeoutError: ")
+        path, headers, _ = signalling.handshakes[seen]
+    assert path == f"/{OME_APP}/barn" and headers["upgrade"].lower() == "websocket"
+    # And with OME down, the viewer's browser gets nginx's 502 (the page then falls back to HLS).
+    assert signalling_offer(f"{wss}/barn/", barn, context, "-", timeout=3) == (False, "HTTP 502 from nginx")
