@@ -240,6 +240,15 @@ def prepare_root(lab: Lab, host: LabHost, public_key: str) -> str:
         mask.parent.mkdir(parents=True, exist_ok=True)
         mask.symlink_to("/dev/null")
 
+    # Once started, root's user manager (user@0.service) stays, as it does on a Pi while Ansible
+    # keeps a session open. By default logind stops it 10 s after the last session closes, and a
+    # login arriving while it stops waits a minute or more (seen in CI: the tests' one-shot
+    # `ssh pi1 fail2ban-client status` hung past its 60 s timeout right after a session ended).
+    # Lingering would start it at boot, which fails inside the container; this keeps the one the
+    # first login starts.
+    _write(etc / "systemd" / "logind.conf.d" / "50-pi-stream-lab.conf",
+           "# pi-stream lab: keep root's user manager between logins (see pi_stream/lab/rootfs.py)\n[Login]\nUserStopDelaySec=infinity\n")
+
     _prepare_apt(lab, root)
     host_key = _prepare_ssh(host, root, public_key)
     if lab.arch != native_arch():
