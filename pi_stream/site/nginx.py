@@ -37,6 +37,13 @@ def parse_nginx_source(section: Fields, directory: Path, build_hosts: tuple[Host
     nginx = parse_source_archive(section.sub("nginx"), DEFAULT_NGINX_SOURCE.nginx, NGINX_RELEASE_URL, directory)
     module = parse_source_archive(section.sub("rtmp_module"), DEFAULT_NGINX_SOURCE.rtmp_module, RTMP_MODULE_RELEASE_URL, directory)
     link = section.choice("rtmp_module_link", ("static", "dynamic"), "static")
+    build_host = parse_build_host(section, build_hosts)
+    section.done()
+    return NginxSource(nginx=nginx, rtmp_module=module, rtmp_module_link=link, build_host=build_host)
+
+
+def parse_build_host(section: Fields, build_hosts: tuple[Host, ...]) -> str:
+    """`build_host`: an inventory host of the builders group, or "" (each Pi builds for itself)."""
     build_host = section.string("build_host", "")
     if build_host and build_host not in {h.name for h in build_hosts}:
         known = ", ".join(h.name for h in build_hosts) or "none yet"
@@ -45,9 +52,8 @@ def parse_nginx_source(section: Fields, directory: Path, build_hosts: tuple[Host
             f"{build_host!r} is not in the inventory group {BUILDERS_GROUP} (known: {known}); add it there: "
             f"`all: {{children: {{{BUILDERS_GROUP}: {{hosts: {{{build_host}: {{ansible_host: ...}}}}}}}}}}`",
         )
-        build_host = ""
-    section.done()
-    return NginxSource(nginx=nginx, rtmp_module=module, rtmp_module_link=link, build_host=build_host)
+        return ""
+    return build_host
 
 
 def parse_source_archive(fields: Fields, default: SourceArchive, url_template: str, directory: Path) -> SourceArchive:

@@ -21,8 +21,8 @@ from pathlib import Path
 from pi_stream.nginx_source import SourceArchive
 from pi_stream.site.dvr_proxy import DNS_NAME_RE
 from pi_stream.site.fields import Fields
-from pi_stream.site.inventory import BUILDERS_GROUP, Host
-from pi_stream.site.nginx import parse_source_archive
+from pi_stream.site.inventory import Host
+from pi_stream.site.nginx import parse_build_host, parse_source_archive
 
 # OME's own ports, used on the Pi's loopback (nginx in front) and closed by the firewall.
 OME_RTMP_PORT = 1940  # nginx-rtmp pushes each camera here
@@ -127,11 +127,7 @@ def parse_ome_source(section: Fields, directory: Path, build_hosts: tuple[Host, 
     """`webrtc.source: {ome: {version, url|file, sha256}, spdlog: {...}, build_host}` for install_method source."""
     ome = parse_source_archive(section.sub("ome"), DEFAULT_OME_SOURCE, OME_RELEASE_URL, directory)
     spdlog = parse_source_archive(section.sub("spdlog"), DEFAULT_SPDLOG_SOURCE, SPDLOG_RELEASE_URL, directory)
-    build_host = section.string("build_host", "")
-    if build_host and build_host not in {h.name for h in build_hosts}:
-        known = ", ".join(h.name for h in build_hosts) or "none yet"
-        section.error("build_host", f"{build_host!r} is not in the inventory group {BUILDERS_GROUP} (known: {known})")
-        build_host = ""
+    build_host = parse_build_host(section, build_hosts)
     section.done()
     return OmeSource(ome=ome, spdlog=spdlog, build_host=build_host)
 
