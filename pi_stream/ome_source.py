@@ -41,6 +41,7 @@ def inputs_key(source: OmeSource) -> str:
         "recipe": RECIPE_REVISION,
         "ome": [source.ome.version, source.ome.sha256],
         "spdlog": [source.spdlog.version, source.spdlog.sha256],
+        "optimize": source.optimize,
         "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in build_files()},
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -57,4 +58,5 @@ def role_vars(source: OmeSource) -> dict:
         "spdlog": archive(source.spdlog),
         "inputs_key": inputs_key(source),
         "build_host": source.build_host,
+        "optimize": source.optimize,
     }

@@ -204,7 +204,8 @@ def parse_site(
     camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
     dvrs = parse_dvr_proxies(top.sub("dvr_proxy"), web, hosts, viewers)
     camera_names = tuple(c.name for c in cameras)
-    webrtc = None if top.absent("webrtc") else parse_webrtc(top.sub("webrtc"), camera_names, directory, build_hosts)
+    on_demand = frozenset(c.name for c in cameras if c.on_demand)
+    webrtc = None if top.absent("webrtc") else parse_webrtc(top.sub("webrtc"), camera_names, on_demand, directory, build_hosts)
     top.done()
     check_ports(web, hosts, extra_ports, dvrs, file, problems, webrtc)
     if problems.items:

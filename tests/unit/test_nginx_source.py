@@ -274,7 +274,9 @@ def test_the_ome_build_key_changes_with_every_input(tmp_path, monkeypatch):
     base = ome_source.inputs_key(DEFAULT_OME_BUILD)
     other_ome = replace(DEFAULT_OME_BUILD, ome=replace(DEFAULT_OME_BUILD.ome, sha256="1" * 64))
     other_spdlog = replace(DEFAULT_OME_BUILD, spdlog=replace(DEFAULT_OME_BUILD.spdlog, version="1.15.3"))
-    assert len({base, ome_source.inputs_key(other_ome), ome_source.inputs_key(other_spdlog)}) == 3
+    unoptimized = replace(DEFAULT_OME_BUILD, optimize=False)
+    keys = {base, ome_source.inputs_key(other_ome), ome_source.inputs_key(other_spdlog), ome_source.inputs_key(unoptimized)}
+    assert len(keys) == 4
     assert ome_source.inputs_key(replace(DEFAULT_OME_BUILD, build_host="builder")) == base, "where it is built is no input"
     files = tmp_path / "files"
     files.mkdir()

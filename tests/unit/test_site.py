@@ -371,3 +371,21 @@ def test_webrtc_container_needs_an_image_and_an_empty_camera_list_is_refused(tmp
 def test_webrtc_internal_ports_are_taken(tmp_path):
     directory = write_site(tmp_path / "s", {"cameras": [CAMERA], "webrtc": {}, "firewall": {"extra_tcp_ports": [3333]}})
     assert "already used by OvenMediaEngine (internal, port 3333)" in problems_by_path(directory)["firewall.extra_tcp_ports[0]"]
+
+
+def test_webrtc_source_builds_optimized_unless_told_and_optimize_must_be_a_boolean(tmp_path):
+    assert load_site(write_site(tmp_path / "s", {"cameras": [CAMERA], "webrtc": {}})).webrtc.source.optimize is True
+    quick = load_site(write_site(tmp_path / "q", {"cameras": [CAMERA], "webrtc": {"source": {"optimize": False}}}))
+    assert quick.webrtc.source.optimize is False
+    directory = write_site(tmp_path / "w", {"cameras": [CAMERA], "webrtc": {"source": {"optimize": "fast"}}})
+    assert "webrtc.source.optimize" in problems_by_path(directory)
+
+
+def test_webrtc_takes_no_on_demand_camera(tmp_path):
+    nvr = {"hall": {"host": "192.0.2.50", "username": "u", "password": "p", "path_template": "/ch{channel}"}}
+    cameras = [{"name": "gate", "source": {"type": "rtsp", "nvr": "hall", "channel": 1}},
+               {"name": "shed", "on_demand": True, "source": {"type": "rtsp", "nvr": "hall", "channel": 2}}]
+    by_default = load_site(write_site(tmp_path / "s", {"nvrs": nvr, "cameras": cameras, "webrtc": {}}))
+    assert by_default.webrtc.cameras == ("gate",), "the default leaves the on-demand camera to HLS"
+    directory = write_site(tmp_path / "t", {"nvrs": nvr, "cameras": cameras, "webrtc": {"cameras": ["gate", "shed"]}})
+    assert "'shed' is on_demand" in problems_by_path(directory)["webrtc.cameras[1]"]

@@ -1,7 +1,11 @@
 #!/bin/sh
 # Build OvenMediaEngine against Debian's libraries and package it as pi-stream-ome_VERSION_ARCH.deb.
 #
-#   build-ome-deb.sh WORKDIR OME_TARBALL SPDLOG_TARBALL VERSION FILES_DIR OUTPUT_DEB
+#   build-ome-deb.sh WORKDIR OME_TARBALL SPDLOG_TARBALL VERSION FILES_DIR OUTPUT_DEB OPTIMIZE
+#
+# OPTIMIZE "yes" is OME's own release build (-O3, with debug information,
+# stripped from the package); "no" compiles without optimisation or debug
+# information, about 2.4 times faster, for trying a site out and for the lab.
 #
 # OME's misc/prerequisites.sh downloads and builds its own ffmpeg, srtp, srt,
 # opus, vpx, x264, openh264, jemalloc, pcre2, hiredis and spdlog; a Pi may not
@@ -16,7 +20,13 @@
 # build is never run twice; this script only builds.
 set -eu
 
-work=$1 ome_tarball=$2 spdlog_tarball=$3 version=$4 files=$5 output=$6
+work=$1 ome_tarball=$2 spdlog_tarball=$3 version=$4 files=$5 output=$6 optimize=$7
+case $optimize in
+    yes) extra_flags= ;;
+    # After OME's own -g -O3 on the compiler's command line, so these win.
+    no) extra_flags="-O0 -g0" ;;
+    *) echo "OPTIMIZE must be yes or no, not $optimize" >&2; exit 2 ;;
+esac
 jobs=$(nproc)
 
 rm -rf "$work/ome" "$work/spdlog" "$work/prefix" "$work/root"
@@ -42,7 +52,7 @@ echo "== OvenMediaEngine"
 # An empty CONFIG_LIBRARY_PATHS: no rpath, every library is the system's.
 make -C "$work/ome/src" release -j"$jobs" \
     CONFIG_PKG_PATHS="$work/prefix/lib/pkgconfig" CONFIG_LIBRARY_PATHS= \
-    CXXFLAGS="-I$work/prefix/include -DSPDLOG_FMT_EXTERNAL"
+    CXXFLAGS="-I$work/prefix/include -DSPDLOG_FMT_EXTERNAL $extra_flags" CFLAGS="$extra_flags"
 
 root=$work/root
 binary=$work/ome/src/bin/RELEASE/OvenMediaEngine
