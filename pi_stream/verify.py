@@ -32,7 +32,7 @@ from pi_stream.render import DEFAULT_PATHS, Bundle
 from pi_stream.site import INVENTORY_FILE, Camera, Host, Site
 from pi_stream.status import STALE_SECONDS
 from pi_stream.updates import judge, read_report
-from pi_stream.webrtc_checks import ome_streams, refused_without_token, signalling_offer, streams_check
+from pi_stream.webrtc_checks import ome_streams, refused_without_token, signalling_offer, streams_settled
 
 HTTP_TIMEOUT = 10.0
 
@@ -166,7 +166,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
         checker.attempt("service pi-stream-ome active", lambda: service_state(remote, "pi-stream-ome"))
         relay = site.webrtc.relay_port
         checker.attempt(f"WebRTC relay {relay}/tcp listening", lambda: (remote.socket(f"tcp://0.0.0.0:{relay}").is_listening, "TURN over TCP"))
-        checker.attempt("OvenMediaEngine has every WebRTC camera", lambda: streams_check(ome_streams(remote), webrtc))
+        checker.attempt("OvenMediaEngine has every WebRTC camera", lambda: streams_settled(lambda: ome_streams(remote), webrtc))
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
         session = Http()

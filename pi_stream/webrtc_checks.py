@@ -13,12 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pi_stream.render import DEFAULT_PATHS, OME_API_TOKEN_ENV, OME_APP
 from pi_stream.site.webrtc import OME_API_PORT
 
 SIGNALLING_TIMEOUT_SECONDS = 10.0
+# OME publishes a video-only RTMP stream after 250 frames (it waits for audio): 25 s at 10 fps. Right after a
+# deploy that restarted a camera or OME, verify waits up to this long for every stream before it fails.
+STREAMS_SETTLE_SECONDS = 60.0
 
 def api_query(env_file: str = DEFAULT_PATHS["ome_env"], port: int = OME_API_PORT) -> str:
     """Code for the Pi's python3 (stdlib only): prints {"streams": {camera: WebRTC sessions}} or {"error": ...}."""
@@ -67,6 +72,21 @@ def streams_check(answer: dict[str, Any], expected: list[str]) -> tuple[bool, st
     sessions = ", ".join(f"{name} {streams[name]}" for name in expected if name in streams)
     detail = f"WebRTC sessions: {sessions}" if sessions else "no stream"
     return not missing, detail + (f"; missing: {', '.join(missing)} (is nginx pushing? see `journalctl -u nginx`)" if missing else "")
+
+
+def streams_settled(ask: Callable[[], dict[str, Any]], expected: list[str], seconds: float = STREAMS_SETTLE_SECONDS,
+                    interval: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                    sleep: Callable[[float], None] = time.sleep) -> tuple[bool, str]:
+    """streams_check, asked again until every stream is there or `seconds` are up (an API error fails at once)."""
+    deadline = clock() + seconds
+    while True:
+        answer = ask()
+        ok, detail = streams_check(answer, expected)
+        if ok or "error" in answer:
+            return ok, detail
+        if clock() >= deadline:
+            return False, f"{detail}; waited {seconds:g} s (OME publishes a stream 250 frames after it starts)"
+        sleep(interval)
 
 
 def signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext | None, relay: str,

@@ -31,6 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # test_viewer_auth); every other module is a group of its own, so a module-scoped server or
 # lab is set up once, on one worker.
 LAB_GROUPS = {
+    "test_webrtc": "rtctest",
     "test_source_build": "srctest",
     "test_appliance": "farm",
     "test_viewer_auth": "farm",

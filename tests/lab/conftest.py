@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,33 @@ def booted_lab(name: str, hosts: int, suite: str = "bookworm"):
     finally:
         if os.environ.get("PI_STREAM_KEEP_LAB") != "1":
             lab.down(name)
+
+
+@contextlib.contextmanager
+def controller_cache(directory: Path):
+    """PI_STREAM_CACHE set to `directory` for the block: a module whose first deploy must really download and build."""
+    saved = os.environ.get("PI_STREAM_CACHE")
+    os.environ["PI_STREAM_CACHE"] = str(directory)
+    try:
+        yield directory
+    finally:
+        if saved is None:
+            os.environ.pop("PI_STREAM_CACHE", None)
+        else:
+            os.environ["PI_STREAM_CACHE"] = saved
+
+
+@contextlib.contextmanager
+def nvr_beside(lab_state, directory: Path, channels: int, max_sessions: int, username: str, password: str, **options):
+    """The fake NVR in a namespace of its own on the lab bridge (its address as `.address`), stopped afterwards."""
+    from pi_stream import lab
+    from pi_stream.lab.nvr import fake_nvr
+
+    with lab.client_namespace(lab_state, "nvr") as host, fake_nvr(
+        host.exec_prefix, host.address, 554, channels, max_sessions, username, password, [], directory, **options
+    ) as server:
+        server.address = host.address
+        yield server
 
 
 def ssh(lab_state, host: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import budget_notes, run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import booted_lab, ssh
+from tests.lab.conftest import booted_lab, nvr_beside, ssh
 
 LAB = "nvrtest"
 CHANNELS = 16
@@ -38,14 +38,8 @@ def nvr_lab():
 
 @pytest.fixture(scope="module")
 def nvr(nvr_lab, tmp_path_factory):
-    from pi_stream import lab
-    from pi_stream.lab.nvr import fake_nvr
-
-    with lab.client_namespace(nvr_lab, "nvr") as host:
-        directory = tmp_path_factory.mktemp("nvr")
-        with fake_nvr(host.exec_prefix, host.address, 554, CHANNELS, 8, NVR_USER, NVR_PASSWORD, [], directory) as server:
-            server.address = host.address
-            yield server
+    with nvr_beside(nvr_lab, tmp_path_factory.mktemp("nvr"), CHANNELS, 8, NVR_USER, NVR_PASSWORD) as server:
+        yield server
 
 
 def write_depot(directory: Path, nvr_lab, address: str, max_sessions: int) -> Path:

@@ -11,7 +11,6 @@ each starts from the state the previous one left.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
-from tests.lab.conftest import booted_lab, ssh
+from tests.lab.conftest import booted_lab, controller_cache, ssh
 
 LAB = "srctest"
 # Debian 12's own nginx release (its archive's copy of nginx.org's tarball).
@@ -37,16 +36,8 @@ SITE = {"name": "built", "cameras": [{"name": "yard", "source": {"type": "testsr
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     """An empty controller cache for this module: the first deploy really downloads and builds."""
-    directory = tmp_path_factory.mktemp("pi-stream-cache")
-    saved = os.environ.get("PI_STREAM_CACHE")
-    os.environ["PI_STREAM_CACHE"] = str(directory)
-    try:
+    with controller_cache(tmp_path_factory.mktemp("pi-stream-cache")) as directory:
         yield directory
-    finally:
-        if saved is None:
-            os.environ.pop("PI_STREAM_CACHE", None)
-        else:
-            os.environ["PI_STREAM_CACHE"] = saved
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from pi_stream.status import HostStatus, format_host, webrtc_summary
-from pi_stream.webrtc_checks import api_query, refused_without_token, signalling_offer, streams_check
+from pi_stream.webrtc_checks import api_query, refused_without_token, signalling_offer, streams_check, streams_settled
 
 TOKEN = "f00d" * 12
 
@@ -79,6 +79,31 @@ def test_a_wrong_token_is_an_error_not_a_crash(api, tmp_path):
     assert "HTTP Error 401" in answer["error"]
     ok, detail = streams_check(answer, ["barn"])
     assert not ok and detail.startswith("OME's API: HTTPError")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_verify_waits_for_a_stream_ome_has_not_published_yet_and_gives_up_in_time():
+    """Right after a camera (re)starts, OME publishes it 250 frames later: asked again, not failed at once."""
+    clock = FakeClock()
+    answers = iter([{"streams": {"barn": 0}}, {"streams": {"barn": 0}}, {"streams": {"barn": 0, "gate": 1}}])
+    ok, detail = streams_settled(lambda: next(answers), ["barn", "gate"], seconds=30, interval=2, clock=clock, sleep=clock.sleep)
+    assert ok and detail == "WebRTC sessions: barn 0, gate 1" and clock.now == 4
+    clock = FakeClock()
+    ok, detail = streams_settled(lambda: {"streams": {}}, ["gate"], seconds=10, interval=2, clock=clock, sleep=clock.sleep)
+    assert not ok and "missing: gate" in detail and "waited 10 s" in detail and clock.now == 10
+    clock = FakeClock()
+    ok, detail = streams_settled(lambda: {"error": "URLError: refused"}, ["gate"], seconds=10, clock=clock, sleep=clock.sleep)
+    assert not ok and clock.now == 0, "an API that does not answer fails at once"
 
 
 def test_status_shows_viewers_per_camera_and_what_ome_lacks():
