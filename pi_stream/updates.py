@@ -62,6 +62,9 @@ def judge(report: dict, policy: UpdatePolicy, now: float | None = None) -> Updat
         return UpdatesVerdict(False, "apt-daily-upgrade.timer is not scheduled: nothing will install them (deploy again)", tuple(notes))
     if not pending:
         return UpdatesVerdict(True, f"none pending; {runs}", tuple(notes))
+    if report.get("running"):
+        return UpdatesVerdict(True, f"{len(pending)} pending ({names}), being installed now (unattended-upgrades is running); {runs}",
+                              tuple(notes))
     last_run, lists = report["last_run"], report["lists_updated"]
     if last_run is not None and lists is not None and last_run > lists:
         return UpdatesVerdict(

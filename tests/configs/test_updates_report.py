@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
 
 import pytest
 
 from pi_stream.render import TEMPLATES_DIR
+from tests.conftest import wait_until
 
 SCRIPT = TEMPLATES_DIR / "usr/local/lib/pi-stream/pi_stream_updates.py"
 
@@ -67,7 +69,51 @@ def test_the_report_runs_on_this_debian_machine():
     result = subprocess.run(["/usr/bin/python3", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"pending", "lists_updated", "last_run", "next_run", "reboot", "restart", "nginx_source"}
+    assert set(document) == {"pending", "lists_updated", "last_run", "running", "next_run", "reboot", "restart", "nginx_source"}
     assert all(set(p) == {"package", "installed", "available"} for p in document["pending"])
     assert all(dpkg_compare(p["available"], p["installed"]) > 0 for p in document["pending"])
     assert set(document["reboot"]) == {"required", "since", "packages"}
+
+
+def test_a_running_unattended_upgrade_is_seen(report, tmp_path):
+    """A process whose program is .../unattended-upgrade, as the timer and apt-daily start it (python3 SCRIPT)."""
+    program = tmp_path / "unattended-upgrade"
+    program.write_text("import time\ntime.sleep(30)\n")
+    process = subprocess.Popen([sys.executable, str(program)], stdin=subprocess.DEVNULL)
+    try:
+        wait_until(report.unattended_running, "the process seen in /proc", seconds=10)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+
+INSTALL_RUN = """\
+2026-12-03 04:00:05,101 INFO Starting unattended upgrades script
+2026-12-03 04:00:05,102 INFO Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security
+2026-12-03 04:00:05,102 INFO Initial blacklist:
+2026-12-03 04:00:05,102 INFO Initial whitelist (not strict):
+2026-12-03 04:00:09,530 INFO Packages that will be upgraded: libssl3 openssl
+2026-12-03 04:00:09,531 INFO Writing dpkg log to /var/log/unattended-upgrades/unattended-upgrades-dpkg.log
+2026-12-03 04:00:21,877 INFO All upgrades installed
+"""
+# What the lab's Pi logged when apt-daily ran `unattended-upgrade --download-only` (18:17, 2026-12-03).
+DOWNLOAD_ONLY_RUN = """\
+2026-12-03 18:17:56,949 INFO Checking if system is running on battery is skipped. Please install powermgmt-base package.
+2026-12-03 18:17:56,957 INFO Starting unattended upgrades script
+2026-12-03 18:17:56,957 INFO Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security
+2026-12-03 18:17:56,957 INFO Initial blacklist:
+2026-12-03 18:17:56,957 INFO Initial whitelist (not strict):
+"""
+
+
+def test_the_last_run_is_the_last_install_run_not_a_download_only_one(report):
+    import time
+
+    install_started = time.mktime(time.strptime("2026-12-03 04:00:05", "%Y-%m-%d %H:%M:%S"))
+    assert report.last_install_run(INSTALL_RUN) == install_started
+    assert report.last_install_run(INSTALL_RUN + DOWNLOAD_ONLY_RUN) == install_started
+    assert report.last_install_run(DOWNLOAD_ONLY_RUN) is None
+    assert report.last_install_run("") is None
+    nothing_to_do = DOWNLOAD_ONLY_RUN + "2026-12-03 18:18:00,001 INFO No packages found that can be upgraded unattended\n"
+    assert report.last_install_run(INSTALL_RUN + nothing_to_do) == install_started + 14 * 3600 + 17 * 60 + 51

@@ -10,8 +10,12 @@ from the system's own records, nothing changed.
 - pending: installed packages with a newer version in a security archive
   (Debian-Security). unattended-upgrades installs those, and only those.
 - lists_updated / last_run: when apt last read the archives, and when
-  unattended-upgrades last ran; a security update still pending after a run
-  that saw it means something holds it back (its log says what).
+  unattended-upgrades last started a run that decided what to install; a
+  security update still pending after a run that saw it means something holds
+  it back (its log says what). apt-daily's `unattended-upgrade --download-only`
+  writes the same log but logs nothing past its preamble: not an install run.
+- running: unattended-upgrades is at work now (its log is already newer
+  than the lists, but the run has not finished installing).
 - reboot: /run/reboot-required, written by packages (a kernel) that need one.
 - restart: services still running code an upgrade replaced (needrestart -b).
 - nginx_source: nginx built from source (package pi-stream-nginx) is outside
@@ -25,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REBOOT_REQUIRED = Path("/run/reboot-required")
@@ -70,6 +75,41 @@ def newest(versions: list[str], version_compare) -> str | None:
         if best is None or version_compare(version, best) > 0:
             best = version
     return best
+
+
+def unattended_running() -> bool:
+    """An unattended-upgrade process now (the timer's run, or apt-daily's), from /proc: no lock is taken."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:  # the process ended while we looked
+            continue
+        if any(arg.endswith(b"/unattended-upgrade") for arg in argv[:2]):
+            return True
+    return False
+
+
+RUN_START = "Starting unattended upgrades script"
+# What every run logs before it looks at a package; a download-only run logs nothing more.
+PREAMBLE = ("Checking if system is running on battery", RUN_START, "Allowed origins are", "Initial blacklist",
+            "Initial whitelist", "Enabled logging to syslog")
+
+
+def last_install_run(log_text: str) -> float | None:
+    """When the last run that got past its preamble started (the Pi's local time, as the log has it)."""
+    runs: list[list] = []  # [start, got past the preamble]
+    for line in log_text.splitlines():
+        try:
+            stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            continue  # a continuation line
+        message = line[24:].split(" ", 1)[-1]  # after "YYYY-mm-dd HH:MM:SS,mmm LEVEL "
+        if message.startswith(RUN_START):
+            runs.append([stamp, False])
+        elif runs and not message.startswith(PREAMBLE):
+            runs[-1][1] = True
+    decided = [start for start, past_preamble in runs if past_preamble]
+    return decided[-1] if decided else None
 
 
 def newest_mtime(paths) -> float | None:
@@ -127,7 +167,8 @@ def report() -> dict:
     document = {
         "pending": sorted(pending, key=lambda p: p["package"]),
         "lists_updated": newest_mtime(LISTS_DIR.glob("*InRelease")),
-        "last_run": newest_mtime([UNATTENDED_LOG]),
+        "last_run": last_install_run(UNATTENDED_LOG.read_text(encoding="utf-8", errors="replace")) if UNATTENDED_LOG.exists() else None,
+        "running": unattended_running(),
         "next_run": timer_next_run(),
         "reboot": {"required": reboot_since is not None, "since": reboot_since, "packages": sorted(set(reboot_packages))},
         "restart": services_to_restart(),
