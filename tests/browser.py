@@ -14,6 +14,22 @@ BASE_FLAGS = (
 )
 
 
+# A JS function for execute_script: the spread of brightness over a 64x36 copy of a <video>'s current frame
+# (0 for one flat colour, such as a black or error frame; a test pattern gives well over 50).
+FRAME_SPREAD_JS = """
+function frameSpread(v) {
+  const c = document.createElement('canvas');
+  c.width = 64; c.height = 36;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, 64, 36);
+  const d = g.getImageData(0, 0, 64, 36).data;
+  let min = 255, max = 0;
+  for (let i = 0; i < d.length; i += 4) { const y = (d[i] + d[i+1] + d[i+2]) / 3; min = Math.min(min, y); max = Math.max(max, y); }
+  return max - min;
+}
+"""
+
+
 def headless_chromium(*flags: str, window: str = "1280,900", console_log: bool = False):
     """A started webdriver; `flags` are added to BASE_FLAGS. console_log keeps the page's console for `get_log`."""
     from selenium import webdriver

@@ -22,30 +22,24 @@ import select
 import sys
 import time
 
-from tests.browser import headless_chromium
+from tests.browser import FRAME_SPREAD_JS, headless_chromium
 
 PLAY_SECONDS = 90  # OME publishes a video-only stream after 250 frames: 10 s at 25 fps, plus the login and ICE
 LIFETIME_SECONDS = 900
 
-TILE_JS = """
+TILE_JS = FRAME_SPREAD_JS + """
 const tile = document.getElementById('camera-' + arguments[0]);
 if (!tile) return null;
 const transport = tile.getAttribute('data-transport');
-const webrtc = tile.querySelector('.webrtc video');
-const video = transport === 'webrtc' && webrtc ? webrtc : tile.querySelector(':scope > video');
+// OvenPlayer puts its own <video> in place of the .webrtc box; the tile's own <video> is hls.js's.
+const hls = tile.querySelector(':scope > video');
+const webrtc = [...tile.querySelectorAll('video')].find(v => v !== hls);
+const video = transport === 'webrtc' && webrtc ? webrtc : hls;
 const label = tile.querySelector('.transport');
-let spread = 0;
-if (video && video.videoWidth) {
-  const c = document.createElement('canvas');
-  c.width = 64; c.height = 36;
-  const g = c.getContext('2d');
-  g.drawImage(video, 0, 0, 64, 36);
-  const d = g.getImageData(0, 0, 64, 36).data;
-  let min = 255, max = 0;
-  for (let i = 0; i < d.length; i += 4) { const y = (d[i] + d[i+1] + d[i+2]) / 3; min = Math.min(min, y); max = Math.max(max, y); }
-  spread = max - min;
-}
-return {transport: transport, why: label ? label.title : '', time: video ? video.currentTime : 0,
+const spread = video && video.videoWidth ? frameSpread(video) : 0;
+const status = tile.querySelector('.status');
+return {transport: transport, why: label ? label.title : '', status: status ? status.textContent : '',
+        time: video ? video.currentTime : 0,
         width: video ? video.videoWidth : 0, height: video ? video.videoHeight : 0, spread: spread};
 """
 

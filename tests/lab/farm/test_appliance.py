@@ -12,7 +12,7 @@ from pi_stream.render import render_site
 from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
-from tests.browser import headless_chromium
+from tests.browser import FRAME_SPREAD_JS, headless_chromium
 from tests.conftest import wait_until
 from tests.lab.conftest import ssh
 
@@ -96,17 +96,7 @@ def test_player_page_plays_in_headless_chromium(first_deploy, lab_env, viewer):
         assert end - start > 3, f"video time did not advance: {start} -> {end}"
         # Pixel variance of the current frame: a test pattern, not a black or error frame.
         spread = driver.execute_script(
-            """
-            const v = document.querySelector('#camera-barn video');
-            const c = document.createElement('canvas');
-            c.width = 64; c.height = 36;
-            const g = c.getContext('2d');
-            g.drawImage(v, 0, 0, 64, 36);
-            const d = g.getImageData(0, 0, 64, 36).data;
-            let min = 255, max = 0;
-            for (let i = 0; i < d.length; i += 4) { const y = (d[i] + d[i+1] + d[i+2]) / 3; min = Math.min(min, y); max = Math.max(max, y); }
-            return [v.videoWidth, v.videoHeight, max - min];
-            """
+            FRAME_SPREAD_JS + "const v = document.querySelector('#camera-barn video'); return [v.videoWidth, v.videoHeight, frameSpread(v)];"
         )
         assert spread[:2] == [640, 360] and spread[2] > 50, spread
         status = driver.find_element("css selector", "#camera-barn .status").text

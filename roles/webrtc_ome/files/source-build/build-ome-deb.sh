@@ -62,13 +62,22 @@ strip --strip-unneeded "$root/usr/bin/OvenMediaEngine"
 install -D -m 0644 "$work/ome/LICENSE" "$root/usr/share/doc/pi-stream-ome/copyright"
 install -D -m 0644 "$files/spdlog-thread-name.patch" "$root/usr/share/doc/pi-stream-ome/spdlog-thread-name.patch"
 
-# Depends: the packages that own the libraries the binary links.
+# Depends: the packages that own the libraries the binary links itself (its
+# NEEDED entries; what those pull in is their packages' business). ldd maps
+# each name to the file the loader picks.
+binary_installed=$root/usr/bin/OvenMediaEngine
+if ldd "$binary_installed" | grep "not found" >&2; then
+    echo "the binary links libraries this host does not have" >&2
+    exit 5
+fi
+needed=$(objdump -p "$binary_installed" | awk '$1 == "NEEDED" {print $2}')
 depends=$(
-    ldd "$root/usr/bin/OvenMediaEngine" | awk '$3 ~ /^\// {print $3}' | sort -u |
-    while read -r library; do
-        dpkg -S "$(readlink -f "$library")" 2>/dev/null || dpkg -S "$library" 2>/dev/null || true
+    for soname in $needed; do
+        library=$(ldd "$binary_installed" | awk -v soname="$soname" '$1 == soname && $3 ~ /^\// {print $3}')
+        dpkg -S "$(readlink -f "$library")" 2>/dev/null || dpkg -S "$library"
     done | cut -d: -f1 | sort -u | paste -sd, - | sed 's/,/, /g'
 )
+test "$(echo "$needed" | wc -w)" -gt 0 && test -n "$depends" || { echo "no Depends found for $needed" >&2; exit 5; }
 
 cat > "$root/DEBIAN/control" <<CONTROL
 Package: pi-stream-ome
@@ -76,7 +85,7 @@ Version: $version
 Architecture: $(dpkg --print-architecture)
 Maintainer: pi-stream <root@localhost>
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
-Depends: ${depends:-libc6}
+Depends: $depends
 Section: video
 Priority: optional
 Description: OvenMediaEngine, built from source by pi-stream
