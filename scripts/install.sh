@@ -22,6 +22,8 @@ packages=(
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk
     vagrant
+    # podman parses the WebRTC container unit's command (tests/configs/test_webrtc_render.py); nothing is pulled.
+    podman
     # The fake NVR (pi_stream/lab/fake_nvr.py) under /usr/bin/python3: gst-rtsp-server's bindings,
     # videotestsrc (base), rtph264pay/rtph265pay (good), x264enc (ugly), x265enc (bad).
     python3-gi gir1.2-gst-rtsp-server-1.0

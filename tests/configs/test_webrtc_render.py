@@ -142,3 +142,31 @@ def nginx_t(root, site_directory) -> None:
     result = subprocess.run(["nginx", "-t", "-c", str(root / "etc/nginx/nginx.conf")],
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_container_unit_passes_systemd_analyze_and_podman_parses_its_command(make_site, tmp_path):
+    """The container method, as far as it runs here (no registry): systemd reads the unit, and podman itself
+    parses every option of the rendered `podman run`, stopping only at the image it must not pull."""
+    import shlex
+
+    from tests.configs.test_real_tools import need
+
+    need("systemd-analyze", "podman")
+    image = "docker.io/airensoft/ovenmediaengine@sha256:" + "ab" * 32
+    unit = rendered(make_site("webrtc", webrtc={"install_method": "container", "image": image}))["pi1"][
+        "etc/systemd/system/pi-stream-ome.service"]
+    (tmp_path / "pi-stream-ome.service").write_text(unit)
+    result = subprocess.run(["systemd-analyze", "verify", "pi-stream-ome.service"], capture_output=True, text=True, timeout=60,
+                            env={"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+    exec_start = re.search(r"^ExecStart=(.*?)(?<!\\)$", unit.replace("\\\n", " "), re.MULTILINE)[1]
+    argv = shlex.split(exec_start)
+    assert argv[:2] == ["/usr/bin/podman", "run"]
+    # `create` takes run's options; --rm is run's own. The container name is made unique to this test.
+    options = [a if a != "pi-stream-ome" else f"pi-stream-test-{tmp_path.name}" for a in argv[2:] if a != "--rm"]
+    created = subprocess.run(["podman", "create", *options], capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+    assert created.returncode != 0, "nothing may be created without the image"
+    assert re.search(r"image not known|no such image|unable to find", created.stderr, re.IGNORECASE), created.stderr
+    assert image.split("@")[0] in created.stderr or "sha256:" + "ab" * 32 in created.stderr, created.stderr
