@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,8 +243,15 @@ def fetch_sources(
     source: NginxSource, site_file: str, root: Path | None = None, progress: Callable[[str], None] = lambda line: None
 ) -> list[Path]:
     """Both tarballs, checked; every problem at once when both are wrong."""
+    return fetch_archives((source.nginx, source.rtmp_module), site_file, root, progress)
+
+
+def fetch_archives(
+    archives: Iterable[SourceArchive], site_file: str, root: Path | None = None, progress: Callable[[str], None] = lambda line: None
+) -> list[Path]:
+    """Each tarball in the cache, checked; every problem at once (one SiteError) when several are wrong."""
     paths, problems = [], []
-    for archive in (source.nginx, source.rtmp_module):
+    for archive in archives:
         try:
             paths.append(fetch(archive, site_file, root, progress))
         except SiteError as exc:

@@ -9,7 +9,7 @@ from pi_stream import credentials
 from pi_stream.console import Console, table
 from pi_stream.deploy import DeployResult, deploy
 from pi_stream import ome_source
-from pi_stream.nginx_source import fetch, fetch_sources
+from pi_stream.nginx_source import fetch_archives, fetch_sources
 from pi_stream.errors import ExitStatus, PiStreamError, SiteError, VerifyError
 from pi_stream.render import render_site
 from pi_stream.site import SITE_FILE, Site, load_site, update_notes
@@ -65,11 +65,10 @@ def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -
     if builds_ome(site):
         ome = site.webrtc.source
         console.progress(f"OvenMediaEngine {ome.ome.version} with spdlog {ome.spdlog.version} from source: checking the tarballs")
-        for archive in ome_source.archives(ome):
-            try:
-                paths.append(fetch(archive, site_file, cache, console.progress))
-            except SiteError as exc:
-                problems += exc.problems
+        try:
+            paths += fetch_archives(ome_source.archives(ome), site_file, cache, console.progress)
+        except SiteError as exc:
+            problems += exc.problems
     if problems:
         raise SiteError(problems)
     return paths

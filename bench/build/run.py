@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from pi_stream import lab  # noqa: E402
 from pi_stream.deploy import CALLBACK_DIR, ROLES_DIR  # noqa: E402
 from pi_stream import ome_source  # noqa: E402
-from pi_stream.nginx_source import DEFAULT_NGINX_SOURCE, fetch, fetch_sources, role_vars  # noqa: E402
+from pi_stream.nginx_source import DEFAULT_NGINX_SOURCE, fetch_archives, fetch_sources, role_vars  # noqa: E402
 from pi_stream.site.webrtc import DEFAULT_OME_BUILD  # noqa: E402
 
 from bench.report import publish  # noqa: E402
@@ -98,8 +98,7 @@ def main() -> None:
         if args.ome_file:
             source = replace(source, ome=replace(source.ome, url="", file=args.ome_file.resolve()))
         source = replace(source, optimize=not args.no_optimize)
-        for archive in ome_source.archives(source):
-            fetch(archive, "bench", cache, print)
+        fetch_archives(ome_source.archives(source), "bench", cache, print)
         role_inputs = {"webrtc_ome_source": ome_source.role_vars(source), "webrtc_ome_enabled": False}
         built = {"ome": source.ome.version, "spdlog": source.spdlog.version, "optimize": source.optimize}
     fetch_seconds = time.monotonic() - started

@@ -97,7 +97,7 @@ PREAMBLE = ("Checking if system is running on battery", RUN_START, "Allowed orig
 
 def last_install_run(log_text: str) -> float | None:
     """When the last run that got past its preamble started (the Pi's local time, as the log has it)."""
-    runs: list[list] = []  # [start, got past the preamble]
+    run_start = last_decided = None
     for line in log_text.splitlines():
         try:
             stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
@@ -105,11 +105,10 @@ def last_install_run(log_text: str) -> float | None:
             continue  # a continuation line
         message = line[24:].split(" ", 1)[-1]  # after "YYYY-mm-dd HH:MM:SS,mmm LEVEL "
         if message.startswith(RUN_START):
-            runs.append([stamp, False])
-        elif runs and not message.startswith(PREAMBLE):
-            runs[-1][1] = True
-    decided = [start for start, past_preamble in runs if past_preamble]
-    return decided[-1] if decided else None
+            run_start = stamp
+        elif run_start is not None and not message.startswith(PREAMBLE):
+            last_decided = run_start
+    return last_decided
 
 
 def newest_mtime(paths) -> float | None:
