@@ -30,6 +30,8 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -103,14 +105,18 @@ def site_dir(rtc_lab, nvr, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_deploy(site_dir, cache):
-    cached = packages(cache)
+def cached_before(cache) -> list[str]:
+    """The OME packages the controller's cache held before this module deployed."""
+    return packages(cache)
+
+
+@pytest.fixture(scope="module")
+def first_deploy(site_dir, cached_before):
     started = time.monotonic()
     result = run_deploy(load_site(site_dir), Console(show_progress=False))
     assert result.status == ExitStatus.OK, result.failures
-    how = f"installed from the controller's cache ({', '.join(cached)})" if cached else "built (optimize: false)"
+    how = f"installed from the controller's cache ({', '.join(cached_before)})" if cached_before else "built (optimize: false)"
     print(f"first deploy, OME {how}: {time.monotonic() - started:.0f} s; the build task: {build_task_seconds(result.run_dir)}")
-    result.cached_packages = cached
     return result
 
 
@@ -144,7 +150,7 @@ def ome_sessions(site_dir: Path) -> dict:
     return read_host_status(load_site(site_dir), "pi1").webrtc.get("streams", {})
 
 
-def test_the_first_deploy_builds_ome_once_and_a_rerun_changes_nothing(first_deploy, rtc_lab, site_dir, cache):
+def test_the_first_deploy_builds_ome_once_and_a_rerun_changes_nothing(first_deploy, rtc_lab, site_dir, cache, cached_before):
     key = ome_source.inputs_key(load_site(site_dir).webrtc.source)
     build_id = hashlib.sha256(f"{key}/bookworm/amd64".encode()).hexdigest()[:12]
     package = f"pi-stream-ome_0.19.0-0pistream+{build_id}_amd64.deb"
@@ -166,7 +172,7 @@ def test_the_first_deploy_builds_ome_once_and_a_rerun_changes_nothing(first_depl
     again = run_deploy(load_site(site_dir), Console(show_progress=False))
     assert again.status == ExitStatus.OK, again.failures
     assert again.changed == 0, f"a re-run changed {again.changed} things; see {again.run_dir}"
-    assert packages(cache) == sorted({*first_deploy.cached_packages, package}), "nothing was built again"
+    assert packages(cache) == sorted({*cached_before, package}), "nothing was built again"
 
 
 def test_verify_passes_with_ome_streams_and_an_offer_through_the_relay(first_deploy, rtc_lab, site_dir):
@@ -203,9 +209,7 @@ def viewer(first_deploy, rtc_lab, site_dir):
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         try:
-            process.udp_dropped = lambda: int(re.search(r"packets (\d+)", in_namespace("nft", "list", "table", "inet", "viewer").stdout)[1])
-            process.address = client.address
-            yield process
+            yield Viewer(process, client.address, in_namespace)
         finally:
             if process.poll() is None:
                 try:
@@ -217,24 +221,36 @@ def viewer(first_deploy, rtc_lab, site_dir):
                     process.wait(timeout=10)
 
 
-def viewer_line(process: subprocess.Popen, seconds: float, ask: str | None = None) -> dict:
-    """The viewer's next JSON line (after sending `ask`), within `seconds`."""
-    if ask:
-        process.stdin.write(ask + "\n")
-        process.stdin.flush()
-    ready, _, _ = select.select([process.stdout], [], [], seconds)
-    assert ready, f"the viewer said nothing in {seconds} s"
-    line = process.stdout.readline()
-    assert line, f"the viewer exited ({process.poll()})"
-    return json.loads(line)
+@dataclass
+class Viewer:
+    """tests/lab/webrtc_viewer.py running in its namespace, and what the tests ask of it."""
+
+    process: subprocess.Popen
+    address: str
+    in_namespace: Callable[..., subprocess.CompletedProcess]
+
+    def line(self, seconds: float, ask: str | None = None) -> dict:
+        """The viewer's next JSON line (after sending `ask`), within `seconds`."""
+        if ask:
+            self.process.stdin.write(ask + "\n")
+            self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
+        assert ready, f"the viewer said nothing in {seconds} s"
+        line = self.process.stdout.readline()
+        assert line, f"the viewer exited ({self.process.poll()})"
+        return json.loads(line)
+
+    def udp_dropped(self) -> int:
+        """Packets the namespace's rule has dropped on their way to the Pi."""
+        return int(re.search(r"packets (\d+)", self.in_namespace("nft", "list", "table", "inet", "viewer").stdout)[1])
 
 
 def test_chromium_plays_webrtc_through_the_tcp_relay_with_udp_to_the_pi_dropped(viewer, rtc_lab, site_dir):
-    playing = viewer_line(viewer, 150)
+    playing = viewer.line(150)
     assert playing["event"] == "playing", json.dumps(playing)
     assert (playing["width"], playing["height"]) == (320, 180) and playing["spread"] > 30, playing
-    assert viewer_line(viewer, 30, "report")["advanced"] > 1, "the picture keeps moving"
-    assert viewer_line(viewer, 30, "report")["transport"] == "webrtc"
+    assert viewer.line(30, "report")["advanced"] > 1, "the picture keeps moving"
+    assert viewer.line(30, "report")["transport"] == "webrtc"
     assert viewer.udp_dropped() == 3, "Chromium sent no UDP to the Pi: the media came over the TCP relay"
     # OME's own counters see the viewer, from the viewer's address, on the relay port.
     wait_until(lambda: ome_sessions(site_dir).get("gate", 0) >= 1, "OME's session for the viewer", seconds=20, interval=1)
@@ -266,7 +282,7 @@ def test_the_nvr_sees_one_session_per_camera_with_webrtc_and_hls_watched(viewer,
             segment = [line for line in playlist.text.splitlines() if line and not line.startswith("#")][-1]
             assert session.get(f"https://{pi}/hls/{name}/{segment}").status_code == 200
             time.sleep(1)
-    assert viewer_line(viewer, 30, "report")["transport"] == "webrtc", "WebRTC is still what the viewer watches"
+    assert viewer.line(30, "report")["transport"] == "webrtc", "WebRTC is still what the viewer watches"
     stats = nvr.stats()
     assert {n: stats.channels[n].open for n in CAMERAS.values()} == {1: 1, 2: 1}, stats.channels
     assert stats.total.open == len(CAMERAS) and stats.total.refused == 0
@@ -310,6 +326,6 @@ def test_ome_killed_comes_back_by_itself_and_the_viewer_keeps_a_picture(viewer, 
     result = verified(site_dir)
     assert result.ok, [(c.name, c.detail) for c in result.failed]
     # The page never went blank: it fell back to HLS when WebRTC stalled (or reconnected), and keeps moving.
-    report = viewer_line(viewer, 30, "report")
+    report = viewer.line(30, "report")
     assert report["advanced"] > 1 and report["spread"] > 30, report
     print(f"after OME was killed the viewer plays {report['transport']} ({report['why']})")
