@@ -34,7 +34,7 @@ import jinja2
 import markupsafe
 import yaml
 
-from pi_stream import PROJECT_ROOT, capture
+from pi_stream import PROJECT_ROOT, capture, tunnel
 from pi_stream.credentials import write_private_file
 from pi_stream.errors import RenderError
 from pi_stream.site import Site, role_vars, storage_dirs
@@ -113,7 +113,27 @@ OME_API_TOKEN_ENV = "PI_STREAM_OME_API_TOKEN"
 FEATURE_TEMPLATES: dict[str, str] = {
     "etc/ovenmediaengine/": "webrtc",
     "etc/systemd/system/pi-stream-ome.service.j2": "webrtc",
+    "etc/wireguard/": "tunnel",
+    "etc/pi-stream/relay.json.j2": "relay_agent",
+    "etc/systemd/system/pi-stream-relay.service.j2": "relay_agent",
+    "usr/local/lib/pi-stream/pi_stream_relay.py": "relay_agent",
 }
+# What a relay does not run: capture, recordings, the DVR proxy, OME and the pages that read the Pi's own files.
+# A relay gets nginx (RTMP in from the tunnel, HLS out), the login, fail2ban, the firewall, updates and the tunnel.
+APPLIANCE_ONLY_TEMPLATES: tuple[str, ...] = (
+    "etc/pi-stream/capture.json.j2",
+    "etc/pi-stream/dvr-proxy.conf.j2",
+    "etc/systemd/system/pi-stream-capture.service.j2",
+    "etc/systemd/system/pi-stream-retention.",
+    "usr/local/lib/pi-stream/pi_stream_capture.py",
+    "var/www/pi-stream/dvr-login.html.j2",
+    "var/www/pi-stream/replay.html.j2",
+    "var/www/pi-stream/status.html.j2",
+    "var/www/pi-stream/static/dvr-login.js",
+    "var/www/pi-stream/static/replay.js",
+    "var/www/pi-stream/static/status.js",
+    "var/www/pi-stream/static/ovenplayer",
+)
 
 
 @dataclass(frozen=True)
@@ -210,12 +230,29 @@ def http2_syntax(site: Site) -> dict[str, Any]:
     return {"listen": " http2", "directive": False}
 
 
-def host_context(site: Site, host: str, paths: Mapping[str, str]) -> dict[str, Any]:
-    cameras = site.cameras_on(host)
+def host_context(site: Site, host: str, paths: Mapping[str, str], keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    cameras = site.served_cameras(host)
+    relay = site.is_relay(host)
+    keys = dict(keys or {})
+    other_relays = site.remote.other_origins(host) if relay else ()
     return {
         "site": site,
         "host": site.host(host),
+        "host_kind": "relay" if relay else "appliance",
         "cameras": cameras,
+        # Cross-origin players allowed on the media paths: the site's own, and on a relay the other relays'
+        # pages, whose players fail over to this relay with the same token.
+        "cors_origins": (*site.web.cors_origins, *other_relays),
+        "connect_origins": other_relays,
+        "relay_urls": tuple(r.url for r in site.remote.relays) if relay else (),
+        "tunnel": tunnel.tunnel_context(site, host, keys),
+        "tunnel_tcp_ports": site.tunnel_tcp_ports(host),
+        "public_udp_ports": site.public_udp_ports(host),
+        "private_web": site.private_web(host),
+        "open_tcp_ports": site.open_tcp_ports(host),
+        "private_tcp_ports": site.private_tcp_ports(host),
+        "relay_push": relay_push(site, host),
+        "relay_agent": tunnel.agent_config(site, host, keys, RTMP_PORT) if relay_agent_runs(site, host) else {},
         "paths": dict(paths),
         "nginx_user": NGINX_USER,
         "rtmp_port": RTMP_PORT,
@@ -249,10 +286,32 @@ def ome_context(site: Site, host: str) -> dict[str, Any]:
     }
 
 
+def relay_agent_runs(site: Site, host: str) -> bool:
+    """A Pi of a relay site runs the agent that picks its relay."""
+    return site.remote.uses_relays and not site.is_relay(host)
+
+
+def relay_push(site: Site, host: str) -> dict[str, Any]:
+    """On a Pi of a relay site: the cameras nginx-rtmp pushes, once each, to the tunnel's service address."""
+    if not relay_agent_runs(site, host):
+        return {}
+    relayed = {c.name for c in site.relay_cameras()}
+    return {
+        "url": f"rtmp://{site.remote.service_address}:{RTMP_PORT}/{RTMP_APP}",
+        "cameras": [c for c in site.cameras_on(host) if c.name in relayed],
+    }
+
+
 def feature_enabled(site: Site, host: str, template: str) -> bool:
+    if site.is_relay(host) and template.startswith(APPLIANCE_ONLY_TEMPLATES):
+        return False
     feature = next((f for prefix, f in FEATURE_TEMPLATES.items() if template.startswith(prefix)), None)
     if feature == "webrtc":
         return bool(site.webrtc_cameras_on(host))
+    if feature == "tunnel":
+        return site.remote.uses_relays
+    if feature == "relay_agent":
+        return relay_agent_runs(site, host)
     return True
 
 
@@ -266,7 +325,7 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
     """The login service's view of the site: cameras and who may watch which. No secrets:
     the hashes and the site key reach the service through systemd credentials."""
     return {
-        "cameras": [{"name": c.name, "title": c.title} for c in site.cameras_on(host)],
+        "cameras": [{"name": c.name, "title": c.title} for c in site.served_cameras(host)],
         "access": {viewer: [c.name for c in site.cameras_for(viewer, host)] for viewer in site.viewers},
         "session_seconds": site.auth.session_seconds,
         "link_seconds": site.auth.link_seconds,
@@ -284,9 +343,10 @@ def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_di
     env = make_environment(templates_dir)
     bundle: Bundle = {}
     templates = template_paths(templates_dir)
-    for host in site.hosts:
+    keys = tunnel.read_public_keys(site)
+    for host in site.provisioned_hosts:
         files: dict[str, BundleFile] = {}
-        base_context = host_context(site, host.name, merged_paths)
+        base_context = host_context(site, host.name, merged_paths, keys)
         for rel in templates:
             if not feature_enabled(site, host.name, rel):
                 continue
@@ -321,8 +381,9 @@ def render_one(env: jinja2.Environment, rel: str, context: dict[str, Any]) -> by
 def bundle_vars(site: Site) -> dict[str, dict[str, Any]]:
     """Role variables per host, flattened across roles."""
     result = {}
-    for host in site.hosts:
-        merged: dict[str, Any] = {}
+    for host in site.provisioned_hosts:
+        # Which play may provision this host: playbooks/site.yml refuses a relay in the appliance play and the other way round.
+        merged: dict[str, Any] = {"pi_stream_host_kind": "relay" if site.is_relay(host.name) else "appliance"}
         for values in role_vars(site, host.name).values():
             merged.update(values)
         result[host.name] = merged
@@ -376,7 +437,7 @@ def write_secrets(site: Site, directory: Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
-    for host in site.hosts:
+    for host in site.provisioned_hosts:
         write_private_file(
             directory / f"{host.name}.yml",
             "# Secrets for this host, written by pi-stream for the playbook. Not part of the bundle.\n"

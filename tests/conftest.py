@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -87,14 +89,34 @@ def wait_until(condition, what: str, seconds: float = 30.0, interval: float = 0.
     raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
 
 
+INVENTORY_GROUPS = ("pi_stream_builders", "pi_stream_relays")
+
+
 def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: bool = True) -> Path:
+    """A site directory; `hosts` may hold the groups pi_stream_builders and pi_stream_relays ({"hosts": {...}})."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
     hosts = hosts if hosts is not None else {"pi1": {"ansible_host": "192.0.2.10", "ansible_user": "root"}}
-    (directory / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}), encoding="utf-8")
+    inventory: dict = {"all": {"hosts": {n: v for n, v in hosts.items() if n not in INVENTORY_GROUPS}}}
+    groups = {n: v for n, v in hosts.items() if n in INVENTORY_GROUPS}
+    if groups:
+        inventory["all"]["children"] = groups
+    (directory / "inventory.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
     if viewers:
         credentials.add_user(directory, VIEWER, VIEWER_PASSWORD)
+    if site.get("topology") == "relay":
+        names = [*inventory["all"]["hosts"], *groups.get("pi_stream_relays", {}).get("hosts", {})]
+        write_public_keys(directory, names)
     return directory
+
+
+def write_public_keys(directory: Path, names: list[str]) -> None:
+    """What the playbook records of each tunnel host: a WireGuard public key (here made from the name, stable)."""
+    keys = directory / ".pi-stream" / "wireguard"
+    keys.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        key = base64.b64encode(hashlib.sha256(name.encode()).digest()).decode()
+        (keys / f"{name}.pub").write_text(key + "\n", encoding="ascii")
 
 
 EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
@@ -192,9 +214,25 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
                 {"name": "yard", "source": {"type": "testsrc"}},
             ],
             # Port-forwarded: remote browsers dial the router's name; yard stays HLS only.
+            "topology": "port_forward",
             "webrtc": {"cameras": ["gate", "drive"], "public_address": "cam.example.org"},
         },
         {"pi1": {"ansible_host": "192.0.2.10"}},
+    ),
+    "relay": (
+        {
+            "name": "cabin",
+            "topology": "relay",
+            "relay": {"relays": [{"host": "relay1", "url": "https://cams.example.org"}, {"host": "relay2"}]},
+            "cameras": [
+                {"name": "porch", "source": {"type": "testsrc"}},
+                {"name": "shed", "source": {"type": "rtsp", "url": "rtsp://192.168.1.20/stream1"}, "on_demand": True},
+            ],
+        },
+        {
+            "pi1": {"ansible_host": "192.168.1.10"},
+            "pi_stream_relays": {"hosts": {"relay1": {"ansible_host": "203.0.113.10"}, "relay2": {"ansible_host": "198.51.100.20"}}},
+        },
     ),
 }
 

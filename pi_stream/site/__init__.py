@@ -55,12 +55,13 @@ from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields, Problems, type_nam
 from pi_stream.site.files import INVENTORY_FILE, SITE_FILE, read_yaml
 from pi_stream.site.firewall import parse_firewall
 from pi_stream.site.hls import Hls, parse_hls
-from pi_stream.site.inventory import BUILDERS_GROUP, HOST_RE, Host, load_inventory
+from pi_stream.site.inventory import BUILDERS_GROUP, HOST_RE, RELAYS_GROUP, Host, load_inventory, read_inventory
 from pi_stream.site.metrics import parse_metrics_allow
 from pi_stream.site.model import Site
 from pi_stream.site.nginx import SHA256_RE, VERSION_RE, parse_nginx, parse_nginx_source, parse_source_archive
 from pi_stream.site.nvrs import Nvr, parse_nvrs
 from pi_stream.site.ports import RTMP_PORT, check_ports, shares_port
+from pi_stream.site.remote import TOPOLOGIES, Relay, Remote, parse_remote
 from pi_stream.site.roles import role_vars, storage_dirs, tls_common_name
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, SYSTEM_DIRS, Storage, check_recordings, parse_storage
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy, parse_updates, update_notes
@@ -71,6 +72,8 @@ from pi_stream.site.webrtc import WebRtc, parse_webrtc
 # Every name site.py offered before it became a package, and the parse functions of the sections it had inline.
 __all__ = [
     "BUILDERS_GROUP",
+    "RELAYS_GROUP",
+    "TOPOLOGIES",
     "DEFAULT_ENCODERS",
     "DEFAULT_SNAPSHOTS_PATH",
     "DEFAULT_UPDATE_POLICY",
@@ -99,6 +102,8 @@ __all__ = [
     "Nvr",
     "Problems",
     "Recording",
+    "Relay",
+    "Remote",
     "Site",
     "Snapshots",
     "Source",
@@ -130,6 +135,8 @@ __all__ = [
     "parse_nvr_source",
     "parse_nvrs",
     "parse_recording",
+    "parse_remote",
+    "read_inventory",
     "parse_site",
     "parse_snapshots",
     "parse_source",
@@ -158,7 +165,7 @@ def load_site(directory: Path | str) -> Site:
     if not directory.is_dir():
         problems.add(str(directory), "", "not a directory (create a site with `pi-stream init DIR`)")
         problems.raise_if_any()
-    hosts, build_hosts = load_inventory(directory / INVENTORY_FILE, problems)
+    inventory = read_inventory(directory / INVENTORY_FILE, problems)
     viewers = load_viewers(directory / VIEWERS_FILE, problems)
     site_path = directory / SITE_FILE
     before = len(problems.items)
@@ -170,7 +177,7 @@ def load_site(directory: Path | str) -> Site:
         problems.add(str(site_path), "", shape)
     if len(problems.items) > before:
         problems.raise_if_any()  # no mapping to check: field-level checks ("no cameras") would only add noise
-    site = parse_site(data, str(site_path), directory, hosts, viewers, problems, build_hosts)
+    site = parse_site(data, str(site_path), directory, inventory.appliances, viewers, problems, inventory.builders, inventory.relays)
     problems.raise_if_any()
     assert site is not None
     return site
@@ -184,6 +191,7 @@ def parse_site(
     viewers: tuple[str, ...],
     problems: Problems,
     build_hosts: tuple[Host, ...] = (),
+    relay_hosts: tuple[Host, ...] = (),
 ) -> Site | None:
     top = Fields(data, "", file, problems)
     name = top.string("name", directory.resolve().name or "site")
@@ -206,8 +214,12 @@ def parse_site(
     camera_names = tuple(c.name for c in cameras)
     on_demand = frozenset(c.name for c in cameras if c.on_demand)
     webrtc = None if top.absent("webrtc") else parse_webrtc(top.sub("webrtc"), camera_names, on_demand, directory, build_hosts)
+    remote = parse_remote(top, top.sub("relay"), relay_hosts, len(hosts), web.https, web.https_port)
     top.done()
     check_ports(web, hosts, extra_ports, dvrs, file, problems, webrtc)
+    if remote.uses_relays and remote.relays and not [c for c in cameras if not c.on_demand]:
+        problems.add(file, "relay", "no camera to relay: every camera is on_demand, which a relay's viewers never start")
+    relays = tuple(next(h for h in relay_hosts if h.name == r.host) for r in remote.relays)
     if problems.items:
         return None
     return Site(
@@ -233,4 +245,6 @@ def parse_site(
         dvrs=dvrs,
         updates=updates,
         webrtc=webrtc,
+        remote=remote,
+        relays=relays,
     )

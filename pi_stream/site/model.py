@@ -19,6 +19,7 @@ from pi_stream.site.fail2ban import Fail2ban
 from pi_stream.site.hls import Hls
 from pi_stream.site.inventory import Host
 from pi_stream.site.nvrs import Nvr
+from pi_stream.site.remote import Remote
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy
 from pi_stream.site.web import Web
@@ -51,6 +52,8 @@ class Site:
     dvrs: tuple[DvrProxy, ...] = ()  # site.yml dvr_proxy
     updates: UpdatePolicy = DEFAULT_UPDATE_POLICY
     webrtc: WebRtc | None = None  # site.yml webrtc: None = HLS only
+    remote: Remote = Remote()  # site.yml topology: and relay:
+    relays: tuple[Host, ...] = ()  # inventory group pi_stream_relays, in site.yml relay.relays order
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)
@@ -75,7 +78,49 @@ class Site:
         return tuple(d for d in self.dvrs if d.pi == host)
 
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts if h.name == name)
+        return next(h for h in (*self.hosts, *self.relays) if h.name == name)
+
+    @property
+    def provisioned_hosts(self) -> tuple[Host, ...]:
+        """Every host that gets a bundle: the appliances, then the relays."""
+        return (*self.hosts, *self.relays)
+
+    def is_relay(self, name: str) -> bool:
+        return any(h.name == name for h in self.relays)
+
+    def relay_cameras(self) -> tuple[Camera, ...]:
+        """The cameras the Pis push to the relay they use: every always-on camera. An on-demand camera
+        runs only while its playlist is asked for on the Pi, which a relay's viewers never do."""
+        if not self.remote.uses_relays:
+            return ()
+        return tuple(c for c in self.cameras if not c.on_demand)
+
+    def served_cameras(self, host: str) -> tuple[Camera, ...]:
+        """The cameras whose HLS this host serves: its own, or on a relay those the Pis push to it."""
+        return self.relay_cameras() if self.is_relay(host) else self.cameras_on(host)
+
+    def private_web(self, host: str) -> bool:
+        """Whether the host's firewall admits the web ports from private addresses only (lan, and a Pi behind relays)."""
+        return not self.is_relay(host) and self.remote.topology != "port_forward"
+
+    def public_udp_ports(self, host: str) -> tuple[int, ...]:
+        """Inbound UDP ports: WireGuard on a relay (the Pis dial it; a Pi itself listens on none)."""
+        return (self.remote.wireguard_port,) if self.is_relay(host) else ()
+
+    def tunnel_tcp_ports(self, host: str) -> tuple[int, ...]:
+        """TCP ports admitted from inside the tunnel only: RTMP on a relay, which the Pis push to."""
+        from pi_stream.site.ports import RTMP_PORT
+
+        return (RTMP_PORT,) if self.is_relay(host) else ()
+
+    def tunnel_address(self, host: str) -> str:
+        """This host's address inside the WireGuard tunnel; "" on a site without relays."""
+        if not self.remote.uses_relays:
+            return ""
+        relay = self.remote.relay(host)
+        if relay is not None:
+            return relay.tunnel_address
+        return self.remote.appliance_address([h.name for h in self.hosts].index(host))
 
     def cameras_on(self, host: str) -> tuple[Camera, ...]:
         return tuple(c for c in self.cameras if c.host == host)
@@ -83,7 +128,7 @@ class Site:
     def cameras_for(self, viewer: str, host: str) -> tuple[Camera, ...]:
         """The cameras on `host` that `viewer` may watch."""
         allowed = self.camera_access.get(viewer)
-        return tuple(c for c in self.cameras_on(host) if allowed is None or c.name in allowed)
+        return tuple(c for c in self.served_cameras(host) if allowed is None or c.name in allowed)
 
     @property
     def viewers_file(self) -> Path:
@@ -94,12 +139,28 @@ class Site:
         ports = [self.host(host).ssh_port, self.web.http_port]
         if self.web.https:
             ports.append(self.web.https_port)
+        if self.is_relay(host):
+            return tuple(dict.fromkeys(ports))
         for dvr in self.dvrs_on(host):
             ports.extend(dvr.listen_ports())
         if self.webrtc_cameras_on(host):
             ports.append(self.webrtc.relay_port)
         ports.extend(self.extra_tcp_ports)
         return tuple(dict.fromkeys(ports))
+
+    def open_tcp_ports(self, host: str) -> tuple[int, ...]:
+        """The ports of public_tcp_ports admitted from any address: all of them, except on a host with private_web,
+        where only SSH (the deployment's way in) and a WebRTC relay port the site publishes (public_address) are."""
+        ports = self.public_tcp_ports(host)
+        if not self.private_web(host):
+            return ports
+        published = self.webrtc.relay_port if self.webrtc is not None and self.webrtc.public_address and self.webrtc_cameras_on(host) else None
+        return tuple(p for p in ports if p == self.host(host).ssh_port or p == published)
+
+    def private_tcp_ports(self, host: str) -> tuple[int, ...]:
+        """The ports of public_tcp_ports admitted from private addresses only (RFC 1918, link-local, ULA)."""
+        open_ports = self.open_tcp_ports(host)
+        return tuple(p for p in self.public_tcp_ports(host) if p not in open_ports)
 
     def webrtc_cameras_on(self, host: str) -> tuple[Camera, ...]:
         """The cameras this host offers over WebRTC; none, and the host runs no OME."""

@@ -6,6 +6,7 @@ for the capture supervisor's settings.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from pi_stream.nginx_source import role_vars as nginx_source_vars
@@ -18,13 +19,25 @@ from pi_stream.site.model import Site
 def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
     cameras = site.cameras_on(host)
     tls_mode = "none" if not site.web.https else ("provided" if site.web.cert_file else "self_signed")
-    return {
+    relay = site.is_relay(host)
+    # A relay is a VPS or any Debian box, not a Pi: the distribution's nginx, never a build.
+    nginx_method = "package" if relay else site.nginx_install_method
+    common = {
         "firewall": {"firewall_tcp_ports": list(site.public_tcp_ports(host))},
-        "viewer_auth": {"viewer_auth_viewers_src": str(site.viewers_file.resolve())},
+        "wireguard_link": {
+            "wireguard_link_enabled": site.remote.uses_relays,
+            "wireguard_link_agent": site.remote.uses_relays and not relay,
+        },
+        "viewer_auth": {
+            "viewer_auth_viewers_src": str(site.viewers_file.resolve()),
+            # Relays share one site key (the first relay's), so a player link made at one is good at every other:
+            # a player that was watching moves to another relay with the token it has.
+            "viewer_auth_token_key_host": site.relays[0].name if relay else "",
+        },
         "nginx_rtmp": {
-            "nginx_rtmp_install_method": site.nginx_install_method,
+            "nginx_rtmp_install_method": nginx_method,
             # Only for the source method: a package site's bundle does not change with the build files.
-            "nginx_rtmp_source": nginx_source_vars(site.nginx_source) if site.nginx_install_method == "source" else {},
+            "nginx_rtmp_source": nginx_source_vars(site.nginx_source) if nginx_method == "source" else {},
             "nginx_rtmp_tls_mode": tls_mode,
             "nginx_rtmp_tls_cert_src": str(site.web.cert_file.resolve()) if site.web.cert_file else "",
             "nginx_rtmp_tls_key_src": str(site.web.key_file.resolve()) if site.web.key_file else "",
@@ -32,6 +45,11 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
             # The proxied DVRs' names go into the self-signed certificate too.
             "nginx_rtmp_tls_alt_names": [d.server_name for d in site.dvrs_on(host) if d.server_name],
         },
+    }
+    if relay:
+        return {**common, "fail2ban": {}, "security_updates": {"security_updates_enabled": site.updates.security}}
+    return {
+        **common,
         "dvr_proxy": {"dvr_proxy_cached": [d.name for d in site.dvrs_on(host) if d.cache_mb]},
         "camera_capture": {
             "camera_capture_cameras": [c.name for c in cameras],
@@ -70,6 +88,9 @@ def storage_dirs(site: Site, host: str) -> list[str]:
 
 
 def tls_common_name(site: Site, host: str) -> str:
+    relay = site.remote.relay(host)
+    if relay is not None:
+        return urllib.parse.urlsplit(relay.url).hostname or relay.endpoint
     if site.web.server_name not in ("_", ""):
         return site.web.server_name
     return site.host(host).address

@@ -38,17 +38,30 @@ def test_nginx_accepts_the_rendered_tree(make_site, example, short_root):
     assert "rtmp" in (root / "etc/nginx/nginx.conf").read_text()
 
 
-@pytest.mark.parametrize(("example", "ports"), [("two-pis", "22, 80, 443"), ("dvr", "22, 80, 443, 7682, 8443, 9443")])
-def test_nft_accepts_the_firewall_and_keeps_ssh_open(make_site, tmp_path, example, ports):
+@pytest.mark.parametrize(
+    ("example", "open_ports", "private_ports"),
+    [("two-pis", "22", "80, 443"), ("dvr", "22", "80, 443, 7682, 8443, 9443"), ("webrtc", "22, 80, 443, 3478", "")],
+)
+def test_nft_accepts_the_firewall_and_keeps_ssh_open(make_site, tmp_path, example, open_ports, private_ports):
+    """SSH always; on a lan site the web ports from private addresses only; a port_forward site opens them to all."""
     need("nft")
     install_tree(make_site, example, tmp_path)
     ruleset = tmp_path / "etc/pi-stream/firewall.nft"
     result = subprocess.run(["nft", "-c", "-f", str(ruleset)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert f"tcp dport {{ {ports} }} accept" in ruleset.read_text()
+    lines = [line.strip() for line in ruleset.read_text().splitlines()]
+    assert f"tcp dport {{ {open_ports} }} accept" in lines
+    private = [line for line in lines if line.endswith(f"tcp dport {{ {private_ports} }} accept") and "saddr" in line]
+    if private_ports:
+        assert private == [
+            f"ip saddr {{ 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16 }} tcp dport {{ {private_ports} }} accept",
+            f"ip6 saddr {{ fc00::/7, fe80::/10 }} tcp dport {{ {private_ports} }} accept",
+        ]
+    else:
+        assert not [line for line in lines if "saddr {" in line]
     assert "flush ruleset" not in ruleset.read_text(), "must never remove fail2ban's table"
     # The proxied DVRs are isolated both ways through this host, whatever the address family.
-    forward = [line.strip() for line in ruleset.read_text().splitlines() if "daddr" in line or "saddr" in line]
+    forward = [line.strip() for line in ruleset.read_text().splitlines() if line.strip().endswith(" drop") and "addr " in line]
     dvrs = [("ip", "192.168.100.64"), ("ip6", "fd00::64")] if example == "dvr" else []
     assert forward == [f"{family} {way} {address} drop" for family, address in dvrs for way in ("daddr", "saddr")]
 

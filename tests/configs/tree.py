@@ -34,11 +34,12 @@ def install_bundle(root: Path, files: Mapping[str, BundleFile]) -> None:
         path.write_bytes(file.content)
 
 
-def install_tree(make_site, example: str, root: Path, **overrides) -> Path:
-    """An example site (site.yml keys replaced by `overrides`) rendered and installed under `root`."""
+def install_tree(make_site, example: str, root: Path, host: str = "", **overrides) -> Path:
+    """An example site (site.yml keys replaced by `overrides`) rendered, and one host's files (the first by name,
+    unless `host` says) installed under `root`."""
     site = load_site(make_site(example, **overrides))
     bundle = render_site(site, rooted_paths(root))
-    install_bundle(root, bundle[sorted(bundle)[0]])
+    install_bundle(root, bundle[host or sorted(bundle)[0]])
     return site.directory
 
 

@@ -22,11 +22,11 @@ from pi_stream.site import load_site, role_vars
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 ROLE_ORDER = [
-    "firewall", "viewer_auth", "dvr_proxy", "nginx_rtmp", "webrtc_ome", "camera_capture", "fail2ban", "security_updates",
+    "firewall", "wireguard_link", "viewer_auth", "dvr_proxy", "nginx_rtmp", "webrtc_ome", "camera_capture", "fail2ban", "security_updates",
 ]
 BIN = Path(sys.executable).parent
 # Every service whose configuration must pass its own test before a reload or restart.
-CONFIG_TESTS = {"nginx": ["nginx", "-t"], "fail2ban": ["fail2ban-client", "-t"]}
+CONFIG_TESTS = {"nginx": ["nginx", "-t"], "fail2ban": ["fail2ban-client", "-t"], "wg-quick@pistream": ["wg-quick", "strip"]}
 
 
 def yaml_files() -> list[Path]:
@@ -157,12 +157,14 @@ def test_role_has_meta(role):
 def test_site_exports_exactly_what_roles_accept(make_site):
     """The site model's role variables (pi_stream/site/roles.py) are options of the role that receives them, so the two cannot drift."""
     site = load_site(make_site("mixed-http"))
-    exported = role_vars(site, "pi1")
-    assert sorted(exported) == sorted(ROLE_ORDER)
-    for role, values in exported.items():
-        specs = load(ROOT / "roles" / role / "meta/argument_specs.yml")
-        options = set(specs["argument_specs"]["main"]["options"])
-        assert set(values) <= options, f"{role}: {set(values) - options} not in argument_specs"
+    relay_site = load_site(make_site("relay"))
+    for exported, roles in ((role_vars(site, "pi1"), ROLE_ORDER), (role_vars(relay_site, "pi1"), ROLE_ORDER),
+                            (role_vars(relay_site, "relay2"), RELAY_ROLES)):
+        assert sorted(exported) == sorted(roles)
+        for role, values in exported.items():
+            specs = load(ROOT / "roles" / role / "meta/argument_specs.yml")
+            options = set(specs["argument_specs"]["main"]["options"])
+            assert set(values) <= options, f"{role}: {set(values) - options} not in argument_specs"
 
 
 # --- Handlers: test, then reload; daemon-reload before restarts (STYLE D3 15) --------
@@ -305,8 +307,7 @@ def test_tasks_touching_secrets_are_no_log():
 
 
 def test_playbook_loads_secrets_with_no_log_and_the_bundle_holds_none(make_site, tmp_path):
-    (_, provision) = load(ROOT / "playbooks/site.yml")
-    loads = [t for t in provision["pre_tasks"] if "secrets" in str(t.get("ansible.builtin.include_vars", ""))]
+    loads = [t for t in load(ROOT / "playbooks/tasks/host-bundle.yml") if "secrets" in str(t.get("ansible.builtin.include_vars", ""))]
     assert loads and loads[0].get("no_log") is True
     from pi_stream.render import render_to, write_secrets
 
@@ -326,8 +327,14 @@ def test_playbook_loads_secrets_with_no_log_and_the_bundle_holds_none(make_site,
 # --- The playbook ---------------------------------------------------------------------
 
 
+RELAY_ROLES = ["firewall", "wireguard_link", "viewer_auth", "nginx_rtmp", "fail2ban", "security_updates"]
+
+
 def test_playbook_shape():
-    render, provision = load(ROOT / "playbooks/site.yml")
+    keys, render, provision, relays = load(ROOT / "playbooks/site.yml")
+    # Keys first: rendering a relay site needs every host's public key, made on the host.
+    assert keys["hosts"] == "all:!pi_stream_builders"
+    assert [t["ansible.builtin.include_role"] for t in keys["tasks"]] == [{"name": "wireguard_link", "tasks_from": "keys"}]
     assert render["hosts"] == "all" and render["gather_facts"] is False
     # On the controller, before any host changes: render the bundle, then fetch and check nginx's sources.
     assert [argv_of(task)[:4] for task in render["tasks"]] == [
@@ -336,12 +343,18 @@ def test_playbook_shape():
     for task in render["tasks"]:
         assert task["run_once"] is True and task["delegate_to"] == "localhost"
         assert task["changed_when"] is False and task["check_mode"] is False
-    # Build hosts only build packages; they are never provisioned as appliances.
-    assert provision["hosts"] == "all:!pi_stream_builders"
+    # Build hosts only build packages, relays only relay; neither is provisioned as an appliance.
+    assert provision["hosts"] == "all:!pi_stream_builders:!pi_stream_relays"
     assert [r["role"] for r in provision["roles"]] == ROLE_ORDER
-    assert provision["any_errors_fatal"] is False
-    include = provision["pre_tasks"][0]["ansible.builtin.include_vars"]
+    assert relays["hosts"] == "pi_stream_relays"
+    assert [r["role"] for r in relays["roles"]] == RELAY_ROLES
+    for play, kind in ((provision, "appliance"), (relays, "relay")):
+        assert play["any_errors_fatal"] is False and play["vars"] == {"pi_stream_play_kind": kind}
+        assert play["pre_tasks"][0]["ansible.builtin.import_tasks"] == "tasks/host-bundle.yml"
+    host_bundle = load(ROOT / "playbooks/tasks/host-bundle.yml")
+    include = host_bundle[0]["ansible.builtin.include_vars"]
     assert include["file"] == "{{ pi_stream_bundle }}/_vars/{{ inventory_hostname }}.yml"
+    assert host_bundle[1]["ansible.builtin.assert"]["that"] == ["pi_stream_host_kind == pi_stream_play_kind"]
     group_vars = load(ROOT / "playbooks/group_vars/all.yml")
     assert group_vars["pi_stream_site"] == "{{ inventory_dir }}"
     assert group_vars["pi_stream_bundle"] == "{{ pi_stream_site }}/.pi-stream/bundle"

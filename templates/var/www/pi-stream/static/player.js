@@ -33,6 +33,23 @@
   var WEBRTC_STALL_MS = 4000;
   var WEBRTC_CHECK_MS = 1000;
   var TRANSPORT_LABELS = { webrtc: "WebRTC", hls: "HLS" };
+  // On a relay (site topology relay) the page lists every relay's origin, in the site's
+  // order. A tile plays through a player link (the token in the path), which every relay
+  // accepts: they share the site key. When the picture stops for RELAY_STALL_MS (the Pi
+  // moved to another relay, or this one is gone) the tile moves to the next relay, round
+  // the list until one plays. Short loader timeouts: a relay that is gone mostly does
+  // not answer at all, and the default (10-20 s) would be waited out on every request.
+  var RELAYS = (grid.getAttribute("data-relays") || "").split(" ").filter(Boolean);
+  var RELAY_STALL_MS = 6000;
+  var RELAY_SWITCH_MS = 500;
+  var RELAY_HLS_CONFIG = Object.assign({}, HLS_CONFIG, {
+    manifestLoadingTimeOut: 4000,
+    levelLoadingTimeOut: 4000,
+    fragLoadingTimeOut: 4000,
+    manifestLoadingMaxRetry: 0,
+    levelLoadingMaxRetry: 2,
+    fragLoadingMaxRetry: 2,
+  });
   var loginForm = document.getElementById("login");
   var loginMessage = document.getElementById("login-message");
   var players = [];
@@ -92,7 +109,8 @@
     tile.id = "camera-" + camera.name;
     tile.querySelector(".title").textContent = camera.title;
     tile.querySelector(".title").after(" ", transport);
-    tile.querySelector(".replay").href = "/replay.html#camera=" + encodeURIComponent(camera.name);
+    var replay = tile.querySelector(".replay");  // not on a relay, which keeps no recordings
+    if (replay) replay.href = "/replay.html#camera=" + encodeURIComponent(camera.name);
     video.setAttribute("data-camera", camera.name);
     grid.appendChild(tile);
     var hls = null;
@@ -237,7 +255,79 @@
       }, WEBRTC_CHECK_MS);
     }
 
-    if (camera.webrtc && window.OvenPlayer && window.RTCPeerConnection) {
+    var relayIndex = Math.max(0, RELAYS.indexOf(window.location.origin));
+    var relayPath = null;  // "/v/TOKEN/CAMERA/index.m3u8", the same on every relay
+    var relayTimer = null;
+
+    function stopRelay() {
+      window.clearInterval(relayTimer);
+      if (hls) hls.destroy();
+      hls = null;
+    }
+
+    function nextRelay() {
+      stopRelay();
+      relayIndex = (relayIndex + 1) % RELAYS.length;
+      setStatus("reconnecting…", "error");
+      timer = window.setTimeout(playRelay, RELAY_SWITCH_MS);
+    }
+
+    function playRelay() {
+      if (stopped) return;
+      var origin = RELAYS[relayIndex];
+      var label = origin.replace(/^https:\/\//, "");
+      tile.setAttribute("data-relay", origin);
+      setTransport("hls", "through the relay " + label);
+      transport.textContent = "HLS via " + label;
+      video.hidden = false;
+      hls = new window.Hls(RELAY_HLS_CONFIG);
+      hls.on(window.Hls.Events.ERROR, function (_event, data) {
+        if (!data.fatal) return;
+        var code = data.response && data.response.code;
+        if (AUTH_STATUSES.indexOf(code) >= 0 && origin === window.location.origin) {
+          stopRelay();
+          checkSession(code === 410 ? "Your session has expired. Please log in again." : "Please log in again.");
+          return;
+        }
+        nextRelay();
+      });
+      hls.loadSource(origin + relayPath);
+      hls.attachMedia(video);
+      video.play().catch(function () { /* autoplay may need a click; controls are shown */ });
+      var lastTime = -1;
+      var progressAt = Date.now();
+      relayTimer = window.setInterval(function () {
+        var now = Date.now();
+        if (document.hidden || (video.paused && lastTime >= 0)) {
+          progressAt = now;  // not judged while nobody can see it, or while the viewer paused it
+        } else if (video.currentTime > lastTime) {
+          lastTime = video.currentTime;
+          progressAt = now;
+        } else if (now - progressAt >= RELAY_STALL_MS) {
+          nextRelay();
+        }
+      }, 1000);
+    }
+
+    function startRelay() {
+      api("POST", "/auth/link", { camera: camera.name }).then(function (response) {
+        return response.ok ? response.json() : Promise.reject(response.status);
+      }).then(function (link) {
+        relayPath = new URL(link.url).pathname;
+        playRelay();
+      }).catch(function (status) {
+        if (AUTH_STATUSES.indexOf(status) >= 0) {
+          checkSession("Please log in again.");
+          return;
+        }
+        setStatus("no player link, retrying…", "error");
+        timer = window.setTimeout(startRelay, RETRY_MS);
+      });
+    }
+
+    if (RELAYS.length && window.Hls && window.Hls.isSupported()) {
+      startRelay();
+    } else if (camera.webrtc && window.OvenPlayer && window.RTCPeerConnection) {
       playWebRtc();
     } else {
       playHls(camera.webrtc ? "this browser cannot play WebRTC: playing HLS" : "");
@@ -246,6 +336,7 @@
       stop: function () {
         stopped = true;
         window.clearTimeout(timer);
+        window.clearInterval(relayTimer);
         stopWebRtc();
         if (hls) hls.destroy();
         video.removeAttribute("src");
