@@ -125,7 +125,44 @@ def verify_site(
     result = VerifyResult()
     for host in site.hosts:
         verify_host(site, host, bundle[host.name], user, password, Checker(host.name, result, on_check), advance_timeout)
+    relays_in_use = {relay_in_use(site, host) for host in site.hosts} if site.relays else set()
+    for relay in site.relays:
+        checker = Checker(relay.name, result, on_check)
+        verify_relay(site, relay, bundle[relay.name], user, password, checker, advance_timeout, relay.name in relays_in_use)
     return result
+
+
+def relay_in_use(site: Site, host: Host) -> str:
+    """The relay a Pi of a relay site pushes to now, from its agent's state file ("" if it cannot be read)."""
+    from pi_stream.tunnel import AGENT_STATE
+
+    try:
+        return json.loads(testinfra_host(site, host).file(AGENT_STATE).content_string).get("active") or ""
+    except Exception:  # noqa: BLE001 - no file, no ssh, not JSON: all mean "not known", which the check reports
+        return ""
+
+
+def files_match(remote, files) -> tuple[bool, str]:
+    """Every file of the host's bundle is on the host, byte for byte (one command for all: a round trip each was slow)."""
+    paths = ["/" + target for target in files]
+    listing = remote.run("sha256sum" + " %s" * len(paths), *paths).stdout
+    deployed = dict(reversed(line.split(None, 1)) for line in listing.splitlines() if line.strip())
+    differing = [path for path, file in zip(paths, files.values(), strict=True) if deployed.get(path) != file.sha256]
+    detail = f"{len(files)} files identical to `pi-stream render`"
+    return not differing, ("differ: " + ", ".join(differing[:5])) if differing else detail
+
+
+def tunnel_handshakes(remote, site: Site, peers: tuple[Host, ...]) -> tuple[bool, str]:
+    """Each peer of the host's WireGuard link shook hands within the last 3 minutes (WireGuard rekeys every 2)."""
+    from pi_stream.tunnel import read_public_keys
+
+    names = {key: name for name, key in read_public_keys(site).items()}
+    out = remote.run("wg show pistream latest-handshakes").stdout
+    now = time.time()
+    ages = {names.get(key, key[:8]): now - int(when) for key, when in (line.split() for line in out.splitlines() if line.strip())}
+    stale = [p.name for p in peers if ages.get(p.name) is None or ages[p.name] > 180]
+    detail = ", ".join(f"{p.name} {ages[p.name]:.0f} s ago" for p in peers if p.name in ages and p.name not in stale)
+    return not stale, detail + (f"; no recent handshake with {', '.join(stale)}" if stale else "")
 
 
 def verify_host(site, host, files, user, password, checker: Checker, advance_timeout) -> None:
@@ -133,18 +170,11 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     if not checker.attempt("ssh reachable", lambda: (remote.run("true").rc == 0, host.address)):
         return
 
-    def files_match():
-        # One command for every file: a round trip per file made this the slowest check.
-        paths = ["/" + target for target in files]
-        listing = remote.run("sha256sum" + " %s" * len(paths), *paths).stdout
-        deployed = dict(reversed(line.split(None, 1)) for line in listing.splitlines() if line.strip())
-        differing = [path for path, file in zip(paths, files.values(), strict=True) if deployed.get(path) != file.sha256]
-        detail = f"{len(files)} files identical to `pi-stream render`"
-        return not differing, ("differ: " + ", ".join(differing[:5])) if differing else detail
-
-    checker.attempt("deployed files = rendered bundle", files_match)
+    checker.attempt("deployed files = rendered bundle", lambda: files_match(remote, files))
 
     services = ["nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket", "pi-stream-capture", "pi-stream-retention.timer"]
+    if site.relays:
+        services += ["wg-quick@pistream", "pi-stream-relay"]
     for service in services:
         checker.attempt(f"service {service} active", lambda s=service: service_state(remote, s))
 
@@ -160,6 +190,9 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     for jail in ("pi-stream-auth", "pi-stream-media"):
         checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
+    if site.relays:
+        checker.attempt("tunnel to every relay", lambda: tunnel_handshakes(remote, site, site.relays))
+        checker.attempt("relay in use", lambda: (bool(relay_in_use(site, host)), relay_in_use(site, host) or "none answers"))
     checker.attempt("security updates", lambda: security_updates(remote, site))
     webrtc = [c.name for c in site.webrtc_cameras_on(host.name)]
     if webrtc:
@@ -180,6 +213,42 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
             # name we may not be using; the check above already compared it with the installed one.
             session.verify = pinned.name if site.web.cert_file is None else False
         probe_media(site, host, session, user, password, checker, advance_timeout)
+
+
+def verify_relay(site, relay: Host, files, user, password, checker: Checker, advance_timeout, in_use: bool) -> None:
+    """A relay: its files and services, its tunnel to every Pi, and, on the relay in use, each camera's HLS through it."""
+    remote = testinfra_host(site, relay)
+    if not checker.attempt("ssh reachable", lambda: (remote.run("true").rc == 0, relay.address)):
+        return
+    checker.attempt("deployed files = rendered bundle", lambda: files_match(remote, files))
+    for service in ("nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket", "wg-quick@pistream"):
+        checker.attempt(f"service {service} active", lambda s=service: service_state(remote, s))
+    checker.attempt("firewall table loaded", lambda: firewall_loaded(remote))
+    for jail in ("pi-stream-auth", "pi-stream-media"):
+        checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
+    checker.attempt("tunnel to every Pi", lambda: tunnel_handshakes(remote, site, site.hosts))
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
+        session = Http()
+        installed = remote.file(DEFAULT_PATHS["tls_cert"]).content_string
+        pinned.write(installed.encode())
+        pinned.flush()
+        session.verify = pinned.name if site.web.cert_file is None else False
+        url = base_url(site, relay)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, relay))
+            allowed = site.cameras_for(user, relay.name)
+            if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
+                return
+            if not in_use:
+                checker.record("standby", True, "no Pi pushes here now: its cameras are served by the relay in use")
+                return
+            for camera in allowed:
+                playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+                checker.attempt(f"{camera.name}: playlist live and advancing",
+                                lambda p=playlist: playlist_advances(session, p, site, advance_timeout))
+                checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
+            session.post(urljoin(url, "auth/logout"), json={})
 
 
 def probe_media(site, host, session, user, password, checker: Checker, advance_timeout) -> None:
@@ -294,7 +363,7 @@ def latest_snapshot(session, url: str, camera: Camera) -> tuple[bool, str]:
 
 def public_page(session, url, site: Site, host: Host) -> tuple[bool, str]:
     response = session.get(url)
-    named = [c.name for c in site.cameras_on(host.name) if f"/hls/{c.name}/" in response.text]
+    named = [c.name for c in site.served_cameras(host.name) if f"/hls/{c.name}/" in response.text]
     ok = response.status_code == 200 and "hls.light.min.js" in response.text and not named
     return ok, f"HTTP {response.status_code}, {len(response.content)} bytes" + (f"; names {named}" if named else "")
 

@@ -34,6 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # lab is set up once, on one worker.
 LAB_GROUPS = {
     "test_webrtc": "rtctest",
+    "test_relay": "relaytest",
     "test_source_build": "srctest",
     "test_appliance": "farm",
     "test_viewer_auth": "farm",

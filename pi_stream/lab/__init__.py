@@ -227,6 +227,42 @@ def network_behind(lab_obj: Lab, host_name: str, label: str) -> Iterator[Client]
         network.delete_namespace(namespace)
 
 
+def host_port(lab_obj: Lab, host_name: str) -> str:
+    """The lab bridge's port (host end of the veth) of one lab host."""
+    index = [h.name for h in lab_obj.hosts].index(host_name) + 1
+    return model.host_veth(lab_obj.name, index)
+
+
+def client_port(lab_obj: Lab, client: Client) -> str:
+    return model.client_veth(lab_obj.name, int(client.address.rsplit(".", 1)[1]))
+
+
+@contextlib.contextmanager
+def unreachable(lab_obj: Lab, label: str, pairs: list[tuple[str, str]]) -> Iterator[str]:
+    """While the block runs, the lab bridge forwards nothing between each pair of ports (host_port, client_port):
+    a viewer "on the internet" that cannot reach a Pi behind its home router at all. Yields the nft table's name."""
+    _require_root()
+    table = network.bridge_filter_table(lab_obj.name, label)
+    network.drop_between(table, pairs)
+    try:
+        yield table
+    finally:
+        network.drop_table(table)
+
+
+@contextlib.contextmanager
+def network_gone(lab_obj: Lab, host_name: str) -> Iterator[str]:
+    """While the block runs, a lab host's network is gone for every other host and client (the uplink is down);
+    this machine still reaches it over the bridge's own address, so a test can watch it meanwhile."""
+    _require_root()
+    table = network.bridge_filter_table(lab_obj.name, f"down{host_name}")
+    network.drop_port(table, host_port(lab_obj, host_name))
+    try:
+        yield table
+    finally:
+        network.drop_table(table)
+
+
 # ---------------------------------------------------------------- internals
 
 

@@ -42,6 +42,9 @@ def nspawn_argv(host: LabHost, emulated: bool = False) -> list[str]:
         f"--network-namespace-path=/run/netns/{host.namespace}",
         # nftables (fail2ban's ban action) and ping need these inside; nspawn drops them by default.
         "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
+        # WireGuard (topology relay): this machine's kernel has no WireGuard module, so wg-quick
+        # falls back to wireguard-go, a userspace tunnel on /dev/net/tun. A Pi's kernel has the module.
+        "--bind=/dev/net/tun",
         # The root's own files stay as prepare_root() wrote them, not copies of the host's.
         "--resolv-conf=off",
         "--timezone=off",

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from pi_stream.errors import LabError
-from pi_stream.site import BUILDERS_GROUP
+from pi_stream.site import BUILDERS_GROUP, RELAYS_GROUP
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 SUITES = ("bookworm", "trixie")
@@ -67,10 +67,13 @@ class Lab:
                 return host
         raise LabError(f"lab {self.name} has no host {name!r} (hosts: {', '.join(h.name for h in self.hosts)})")
 
-    def write_inventory(self, path: Path, extra_vars: dict | None = None, builders: tuple[str, ...] = ()) -> None:
+    def write_inventory(
+        self, path: Path, extra_vars: dict | None = None, builders: tuple[str, ...] = (), relays: tuple[str, ...] = ()
+    ) -> None:
         """An Ansible YAML inventory for the lab hosts, with the lab's key and exact known_hosts.
 
-        Hosts named in `builders` go into the pi_stream_builders group: they only build packages.
+        Hosts named in `builders` go into the pi_stream_builders group: they only build packages;
+        those in `relays` into pi_stream_relays: they relay the Pis' cameras to remote viewers.
         """
         ssh_args = f"-o UserKnownHostsFile={self.known_hosts_path} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
         hosts = {
@@ -83,9 +86,11 @@ class Lab:
             }
             for host in self.hosts
         }
-        inventory: dict = {"all": {"hosts": {n: v for n, v in hosts.items() if n not in builders}}}
-        if builders:
-            inventory["all"]["children"] = {BUILDERS_GROUP: {"hosts": {n: hosts[n] for n in builders}}}
+        inventory: dict = {"all": {"hosts": {n: v for n, v in hosts.items() if n not in builders and n not in relays}}}
+        kinds = ((BUILDERS_GROUP, builders), (RELAYS_GROUP, relays))
+        groups = {group: {"hosts": {n: hosts[n] for n in names}} for group, names in kinds if names}
+        if groups:
+            inventory["all"]["children"] = groups
         if extra_vars:
             inventory["all"]["vars"] = extra_vars
         path = Path(path)

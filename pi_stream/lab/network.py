@@ -94,7 +94,42 @@ def addresses_in_use() -> set[int]:
     return used
 
 
+def bridge_filter_table(name: str, label: str) -> str:
+    """An nftables table of the bridge family, named after the lab: `down` finds and removes it by that prefix."""
+    return f"ps{model.short_hash(name)}{label}"
+
+
+def drop_between(table: str, pairs: list[tuple[str, str]]) -> None:
+    """Make (or replace) `table`: the lab bridge forwards no frame between each pair of its ports, either way.
+
+    The switch itself drops them, as the internet does not route to a home behind NAT: neither
+    end's own firewall is involved, so a test can prove the two cannot reach each other at all."""
+    rules = "".join(f'        iifname "{a}" oifname "{b}" counter drop\n        iifname "{b}" oifname "{a}" counter drop\n' for a, b in pairs)
+    drop_table(table)
+    run(["nft", "-f", "-"], input=f"table bridge {table} {{\n    chain forward {{\n        type filter hook forward priority 0; policy accept;\n"
+        f"{rules}    }}\n}}\n", timeout=30)
+
+
+def drop_port(table: str, port: str) -> None:
+    """Make `table`: the lab bridge forwards nothing to or from `port` (that host's network is gone; this machine still reaches it)."""
+    drop_table(table)
+    run(["nft", "-f", "-"], input=f"table bridge {table} {{\n    chain forward {{\n        type filter hook forward priority 0; policy accept;\n"
+        f'        iifname "{port}" counter drop\n        oifname "{port}" counter drop\n    }}\n}}\n', timeout=30)
+
+
+def drop_table(table: str) -> None:
+    run(["nft", "delete", "table", "bridge", table], timeout=30, check=False)
+
+
+def lab_bridge_tables(name: str) -> list[str]:
+    out = run(["nft", "list", "tables", "bridge"], timeout=30, check=False).stdout
+    prefix = bridge_filter_table(name, "")
+    return [parts[2] for parts in (line.split() for line in out.splitlines()) if len(parts) == 3 and parts[2].startswith(prefix)]
+
+
 def remove_lab_network(name: str) -> None:
+    for table in lab_bridge_tables(name):
+        drop_table(table)
     for namespace in lab_namespaces(name):
         delete_namespace(namespace)
     for link in lab_links(name):

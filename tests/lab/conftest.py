@@ -6,8 +6,13 @@ Set PI_STREAM_KEEP_LAB=1 to leave a lab up for debugging (`pi-stream lab ssh --n
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,3 +67,46 @@ def ssh(lab_state, host: str, *command: str, timeout: float = 60) -> subprocess.
         lab.ssh_argv(lab_state, host, *command), stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=timeout, check=False
     )
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Viewer:
+    """tests/lab/remote_viewer.py (Chromium on the player page) running in its namespace, and what the tests ask of it."""
+
+    process: subprocess.Popen
+    address: str
+    in_namespace: Callable[..., subprocess.CompletedProcess]
+
+    def line(self, seconds: float, ask: str | None = None) -> dict:
+        """The viewer's next JSON line (after sending `ask`), within `seconds`."""
+        if ask:
+            self.process.stdin.write(ask + "\n")
+            self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
+        assert ready, f"the viewer said nothing in {seconds} s"
+        line = self.process.stdout.readline()
+        assert line, f"the viewer exited ({self.process.poll()})"
+        return json.loads(line)
+
+
+@contextlib.contextmanager
+def remote_browser(client, in_namespace, url: str, user: str, password: str, camera: str, transport: str = "webrtc"):
+    """Chromium logged in at `url` inside the client's namespace, watching `camera`; quit (or killed) afterwards."""
+    process = subprocess.Popen(
+        [*client.exec_prefix, sys.executable, "-m", "tests.lab.remote_viewer", url, user, password, camera, transport],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        yield Viewer(process, client.address, in_namespace)
+    finally:
+        if process.poll() is None:
+            try:
+                process.stdin.write("quit\n")
+                process.stdin.flush()
+                process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait(timeout=10)

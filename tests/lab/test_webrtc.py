@@ -26,12 +26,9 @@ import hashlib
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,7 +43,7 @@ from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import booted_lab, controller_cache, nvr_beside, ssh
+from tests.lab.conftest import booted_lab, controller_cache, nvr_beside, remote_browser, ssh
 
 LAB = "rtctest"
 REPO = Path(__file__).resolve().parents[2]
@@ -204,58 +201,8 @@ def viewer(first_deploy, rtc_lab, site_dir):
         assert in_namespace(sys.executable, "-c", control).stdout.strip() == "3"
         assert "packets 3 " in in_namespace("nft", "list", "table", "inet", "viewer").stdout
 
-        process = subprocess.Popen(
-            [*client.exec_prefix, sys.executable, "-m", "tests.lab.webrtc_viewer", f"https://{pi}/", VIEWER, VIEWER_PASSWORD, "gate"],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            yield Viewer(process, client.address, in_namespace)
-        finally:
-            if process.poll() is None:
-                try:
-                    process.stdin.write("quit\n")
-                    process.stdin.flush()
-                    process.wait(timeout=30)
-                except (OSError, subprocess.TimeoutExpired):
-                    process.kill()
-                    process.wait(timeout=10)
-
-
-@dataclass
-class Viewer:
-    """tests/lab/webrtc_viewer.py running in its namespace, and what the tests ask of it."""
-
-    process: subprocess.Popen
-    address: str
-    in_namespace: Callable[..., subprocess.CompletedProcess]
-
-    def line(self, seconds: float, ask: str | None = None) -> dict:
-        """The viewer's next JSON line (after sending `ask`), within `seconds`."""
-        if ask:
-            self.process.stdin.write(ask + "\n")
-            self.process.stdin.flush()
-        ready, _, _ = select.select([self.process.stdout], [], [], seconds)
-        assert ready, f"the viewer said nothing in {seconds} s"
-        line = self.process.stdout.readline()
-        assert line, f"the viewer exited ({self.process.poll()})"
-        return json.loads(line)
-
-    def udp_dropped(self) -> int:
-        """Packets the namespace's rule has dropped on their way to the Pi."""
-        return int(re.search(r"packets (\d+)", self.in_namespace("nft", "list", "table", "inet", "viewer").stdout)[1])
-
-
-def test_chromium_plays_webrtc_through_the_tcp_relay_with_udp_to_the_pi_dropped(viewer, rtc_lab, site_dir):
-    playing = viewer.line(150)
-    assert playing["event"] == "playing", json.dumps(playing)
-    assert (playing["width"], playing["height"]) == (320, 180) and playing["spread"] > 30, playing
-    assert viewer.line(30, "report")["advanced"] > 1, "the picture keeps moving"
-    assert viewer.line(30, "report")["transport"] == "webrtc"
-    assert viewer.udp_dropped() == 3, "Chromium sent no UDP to the Pi: the media came over the TCP relay"
-    # OME's own counters see the viewer, from the viewer's address, on the relay port.
-    wait_until(lambda: ome_sessions(site_dir).get("gate", 0) >= 1, "OME's session for the viewer", seconds=20, interval=1)
-    relay = on_pi(rtc_lab, f"ss -Htn state established '( sport = :3478 )' dst {viewer.address}")
-    assert relay, "the viewer's TURN connection to the relay port"
+        with remote_browser(client, in_namespace, f"https://{pi}/", VIEWER, VIEWER_PASSWORD, "gate") as browser:
+            yield browser
 
 
 @pytest.fixture(scope="module")

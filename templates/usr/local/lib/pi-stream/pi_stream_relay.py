@@ -135,18 +135,28 @@ def serve(config: dict, rounds: int | None = None) -> None:
     since: float | None = None
     switches = 0
     done = 0
+    lost: set[str] = set()  # relays that went down while in use
     while rounds is None or done < rounds:
         started = time.monotonic()
         now = time.time()
         for name in names:
             selector.observe(name, probe(addresses[name], int(config["rtmp_port"]), interval), now)
+        if selector.active is not None and not selector.health[selector.active].up:
+            lost.add(selector.active)
         choice = selector.choose(now)
-        if choice is not None and choice != selector.active:
+        if choice is not None and choice == selector.active and choice in lost:
+            # The relay in use answers again after its link was down (this Pi's network, or the relay's, went away):
+            # the pushes still open were cut meanwhile, and TCP's backoff could take a minute to notice.
+            lost.discard(choice)
+            if route_service_address(config, choice):
+                print(f"relay {choice} answers again: pushing to it anew", flush=True)
+        elif choice is not None and choice != selector.active:
             before = selector.active
             if route_service_address(config, choice):
                 selector.active = choice
                 since = now
                 switches += 1
+                lost.discard(choice)
                 why = "start" if before is None else f"{before} is gone" if not selector.health[before].up else f"{choice} is back"
                 print(f"pushing to relay {choice} ({why})", flush=True)
         try:

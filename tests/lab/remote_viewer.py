@@ -1,12 +1,13 @@
-"""A remote viewer for tests/lab/test_webrtc.py: headless Chromium on the player page, run inside a network namespace.
+"""A remote viewer for the lab tests (WebRTC, relays): headless Chromium on the player page, inside a network namespace.
 
-Run as `ip netns exec NS python -m tests.lab.webrtc_viewer URL USER PASSWORD CAMERA`
+Run as `ip netns exec NS python -m tests.lab.remote_viewer URL USER PASSWORD CAMERA [TRANSPORT]`
 (chromedriver and Chromium talk over the namespace's own loopback, so both run
 in it, with the viewer's address and firewall). It logs in with the page's
 form, then writes one JSON line per request read from stdin:
 
   (start)   {"event": "playing", ...} once the camera's tile shows a moving
-            picture, or {"event": "failed", ...} after PLAY_SECONDS
+            picture over TRANSPORT (webrtc, the default, or hls), or
+            {"event": "failed", ...} after PLAY_SECONDS
   "report"  {"event": "report", ...}: the tile now, and whether its video time
             advanced over the last two seconds
   "quit" or end of input: Chromium stops and the script exits
@@ -39,6 +40,7 @@ const label = tile.querySelector('.transport');
 const spread = video && video.videoWidth ? frameSpread(video) : 0;
 const status = tile.querySelector('.status');
 return {transport: transport, why: label ? label.title : '', status: status ? status.textContent : '',
+        relay: tile.getAttribute('data-relay') || '',
         time: video ? video.currentTime : 0,
         width: video ? video.videoWidth : 0, height: video ? video.videoHeight : 0, spread: spread};
 """
@@ -73,7 +75,7 @@ def log_in(driver, url: str, user: str, password: str) -> None:
     driver.find_element("css selector", "#login button").click()
 
 
-def main(url: str, user: str, password: str, camera: str) -> int:
+def main(url: str, user: str, password: str, camera: str, transport: str = "webrtc") -> int:
     started = time.monotonic()
     driver = headless_chromium("--ignore-certificate-errors")
     try:
@@ -82,7 +84,7 @@ def main(url: str, user: str, password: str, camera: str) -> int:
         deadline = time.monotonic() + PLAY_SECONDS
         while time.monotonic() < deadline:
             seen = moving(driver, camera)
-            if seen.get("transport") == "webrtc" and seen["advanced"] > 0.5 and seen["spread"] > 30:
+            if seen.get("transport") == transport and seen["advanced"] > 0.5 and seen["spread"] > 30:
                 emit("playing", **seen)
                 break
         else:
@@ -102,4 +104,4 @@ def main(url: str, user: str, password: str, camera: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:5]))
+    sys.exit(main(*sys.argv[1:6]))

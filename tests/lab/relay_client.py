@@ -1,0 +1,110 @@
+"""A remote viewer's plain HTTP side for tests/lab/test_relay.py, run inside the viewer's network namespace.
+
+  python -m tests.lab.relay_client reach URL
+      prints the HTTP status of GET URL, or "unreachable" (connect timeout 3 s)
+  python -m tests.lab.relay_client login URL USER PASSWORD
+      prints the status of a login at URL's /auth/login
+  python -m tests.lab.relay_client pull URL USER PASSWORD CAMERA VIEWERS SECONDS
+      logs in, takes a player link, then VIEWERS players fetch its playlist and every
+      new segment, as hls.js does, for SECONDS; prints {"viewers", "bytes", "segments"} as JSON
+
+Each loop is bounded by SECONDS (at most 120) and stops by itself. The lab's
+certificates are self-signed: nothing here checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.parse
+
+import requests
+import urllib3
+
+from pi_stream.verify import Http
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+MAX_SECONDS = 120
+
+
+def session() -> requests.Session:
+    # Http passes verify=False on every request: a plain Session would let REQUESTS_CA_BUNDLE override it.
+    http = Http()
+    http.verify = False
+    return http
+
+
+def reach(url: str) -> str:
+    try:
+        return str(session().get(url, timeout=(3, 5)).status_code)
+    except requests.RequestException:
+        return "unreachable"
+
+
+def login(http: requests.Session, url: str, user: str, password: str) -> int:
+    return http.post(urllib.parse.urljoin(url, "/auth/login"), json={"user": user, "password": password}, timeout=15).status_code
+
+
+def player_link(http: requests.Session, url: str, camera: str) -> str:
+    response = http.post(urllib.parse.urljoin(url, "/auth/link"), json={"camera": camera}, timeout=15)
+    response.raise_for_status()
+    # The link names the host the request came to; the relay's address is what this viewer dials.
+    return urllib.parse.urljoin(url, urllib.parse.urlsplit(response.json()["url"]).path)
+
+
+def pull(playlist: str, seconds: float, totals: dict, lock: threading.Lock) -> None:
+    http = session()
+    seen: set[str] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            text = http.get(playlist, timeout=5).text
+            fetched = 0
+            for line in text.splitlines():
+                if line and not line.startswith("#") and line not in seen:
+                    seen.add(line)
+                    fetched += len(http.get(urllib.parse.urljoin(playlist, line), timeout=5).content)
+                    with lock:
+                        totals["segments"] += 1
+            with lock:
+                totals["bytes"] += fetched
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+
+
+def main(argv: list[str]) -> int:
+    command, args = argv[0], argv[1:]
+    if command == "reach":
+        print(reach(args[0]))
+        return 0
+    http = session()
+    if command == "login":
+        print(login(http, *args[:3]))
+        return 0
+    if command == "pull":
+        url, user, password, camera, viewers, seconds = args
+        if login(http, url, user, password) != 200:
+            print(json.dumps({"error": "login refused"}))
+            return 1
+        playlist = player_link(http, url, camera)
+        totals = {"bytes": 0, "segments": 0}
+        lock = threading.Lock()
+        threads = [
+            threading.Thread(target=pull, args=(playlist, min(float(seconds), MAX_SECONDS), totals, lock), daemon=True)
+            for _ in range(int(viewers))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(MAX_SECONDS + 30)
+        print(json.dumps({"viewers": int(viewers), **totals}))
+        return 0
+    print(f"unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

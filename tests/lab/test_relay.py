@@ -1,0 +1,295 @@
+"""Remote viewing through relays (site topology relay), end to end: a Pi, two relays and a remote viewer.
+
+A lab of its own ("relaytest", three hosts): pi1 is the Pi, pi2 and pi3 are the
+relays (inventory group pi_stream_relays), each in its own network namespace on
+the lab bridge; the remote viewer is a namespace of its own too. The bridge
+forwards nothing between the viewer and the Pi (lab.unreachable), as the
+internet does not route to a home behind NAT: the viewer reaches the relays
+only, and the Pi's WireGuard link to them is the one way in. "Gone" is the same
+tool on one host's port (lab.network_gone): a relay whose VPS went dark, or a
+Pi whose uplink dropped, with no goodbye on any connection.
+
+The tests run in order, each from the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pi_stream import credentials
+from pi_stream.console import Console
+from pi_stream.errors import ExitStatus
+from pi_stream.render import render_site
+from pi_stream.site import load_site
+from pi_stream.verify import verify_site
+from pi_stream.workflows import run_deploy
+from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
+from tests.lab.conftest import REPO, booted_lab, remote_browser, ssh
+
+LAB = "relaytest"
+PI, RELAY1, RELAY2 = "pi1", "pi2", "pi3"
+CAMERA = "porch"
+CAROL, CAROL_PASSWORD = "carol", "carol leaves at the end"
+FAILBACK_SECONDS = 5
+# Stated in the README ("Remote viewing through relays"): from a relay gone (or back) to the
+# picture moving again in a player that was watching. Measured in bench/relay.
+RESUME_BOUND_SECONDS = 45
+PI_OFFLINE_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def relay_lab():
+    with booted_lab(LAB, hosts=3) as state:
+        yield state
+
+
+@pytest.fixture(scope="module")
+def site_dir(relay_lab, tmp_path_factory) -> Path:
+    site = {
+        "name": "cabin",
+        "topology": "relay",
+        "relay": {"relays": [{"host": RELAY1}, {"host": RELAY2}], "failback_seconds": FAILBACK_SECONDS},
+        "cameras": [{"name": CAMERA, "source": {"type": "testsrc"}, "width": 320, "height": 180, "fps": 15, "bitrate_kbps": 400}],
+    }
+    directory = write_site(tmp_path_factory.mktemp("relay") / "cabin", site)
+    # The keys come from the hosts themselves: none may be there before the first deploy.
+    shutil.rmtree(directory / ".pi-stream" / "wireguard")
+    credentials.add_user(directory, CAROL, CAROL_PASSWORD)
+    relay_lab.write_inventory(directory / "inventory.yml", relays=(RELAY1, RELAY2))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def first_deploy(site_dir):
+    started = time.monotonic()
+    result = run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert result.status == ExitStatus.OK, result.failures
+    print(f"first deploy of a Pi and two relays: {time.monotonic() - started:.0f} s")
+    return result
+
+
+def on(lab_state, host: str, command: str, timeout: float = 60) -> str:
+    result = ssh(lab_state, host, command, timeout=timeout)
+    assert result.returncode == 0, (host, command, result.stderr)
+    return result.stdout.strip()
+
+
+def url_of(lab_state, host: str) -> str:
+    return f"https://{lab_state.host(host).address}"
+
+
+def agent_state(lab_state) -> dict:
+    return json.loads(on(lab_state, PI, "cat /run/pi-stream/relay-state.json"))
+
+
+def tx_bytes(lab_state, host: str) -> int:
+    """Bytes sent on the host's own interface, read from its namespace (this machine's view, not the host's tools)."""
+    namespace = lab_state.host(host).namespace
+    out = subprocess.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/eth0/statistics/tx_bytes"],
+                         capture_output=True, text=True, timeout=30, check=True, stdin=subprocess.DEVNULL)
+    return int(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def remote(first_deploy, relay_lab):
+    """The remote viewer's namespace, which the lab bridge keeps from the Pi (and only from the Pi)."""
+    from pi_stream import lab
+
+    with lab.client_namespace(relay_lab, "remote") as client:
+        pairs = [(lab.host_port(relay_lab, PI), lab.client_port(relay_lab, client))]
+        with lab.unreachable(relay_lab, "internet", pairs):
+            def in_namespace(*argv: str, input: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+                return subprocess.run([*client.exec_prefix, *argv], input=input, capture_output=True, text=True,
+                                      timeout=timeout, check=True, cwd=REPO)
+
+            yield RemoteViewer(client.exec_prefix, client.address, in_namespace)
+
+
+@dataclass(frozen=True)
+class RemoteViewer:
+    exec_prefix: list[str]
+    address: str
+    run: Callable[..., subprocess.CompletedProcess]
+
+
+def client_says(remote, *args: str, timeout: float = 180) -> str:
+    return remote.run(sys.executable, "-m", "tests.lab.relay_client", *args, timeout=timeout).stdout.strip()
+
+
+def test_keys_are_made_on_each_host_and_a_rerun_changes_nothing(first_deploy, relay_lab, site_dir):
+    bundle = site_dir / ".pi-stream" / "bundle"
+    texts = [p.read_bytes() for p in bundle.rglob("*") if p.is_file()]
+    for host in (PI, RELAY1, RELAY2):
+        assert on(relay_lab, host, "stat -c '%U %a' /etc/wireguard/pistream.key") == "root 600"
+        private = on(relay_lab, host, "cat /etc/wireguard/pistream.key").encode()
+        assert not any(private in text for text in texts), f"{host}'s private key is in the bundle"
+        assert not any(private in p.read_bytes() for p in site_dir.rglob("*") if p.is_file()), f"{host}'s private key left the host"
+        public = on(relay_lab, host, "wg pubkey < /etc/wireguard/pistream.key")
+        assert (site_dir / ".pi-stream" / "wireguard" / f"{host}.pub").read_text().strip() == public
+        # What render wrote is, byte for byte, what wg-quick reads.
+        rendered = (bundle / host / "etc/wireguard/pistream.conf").read_bytes()
+        assert on(relay_lab, host, "sha256sum /etc/wireguard/pistream.conf").split()[0] == hashlib.sha256(rendered).hexdigest()
+    # A relay is no appliance: no capture, no DVR proxy; the Pi runs the agent, the relays do not.
+    assert ssh(relay_lab, RELAY1, "systemctl cat pi-stream-capture.service").returncode != 0
+    assert on(relay_lab, PI, "systemctl is-active pi-stream-relay.service wg-quick@pistream.service") == "active\nactive"
+    assert ssh(relay_lab, RELAY2, "test -e /etc/pi-stream/relay.json").returncode == 1
+    # The relays share one site key (the first relay's), the Pi keeps its own.
+    keys = {h: on(relay_lab, h, "sha256sum /etc/pi-stream/auth/token.key").split()[0] for h in (PI, RELAY1, RELAY2)}
+    assert keys[RELAY1] == keys[RELAY2] != keys[PI]
+
+    again = run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert again.status == ExitStatus.OK, again.failures
+    assert again.changed == 0, f"a re-run changed {again.changed} things; see {again.run_dir}"
+
+
+def test_verify_passes_on_the_pi_and_the_relays(first_deploy, site_dir):
+    site = load_site(site_dir)
+    result = verify_site(site, render_site(site), VIEWER, VIEWER_PASSWORD)
+    assert result.ok, [(c.name, c.detail) for c in result.failed]
+    checks = {(c.host, c.name) for c in result.checks}
+    assert {(PI, "relay in use"), (PI, "tunnel to every relay"), (RELAY1, "tunnel to every Pi"), (RELAY2, "standby")} <= checks
+    assert (RELAY1, f"{CAMERA}: playlist live and advancing") in checks
+
+
+def test_the_viewer_reaches_the_relays_and_not_the_pi(remote, relay_lab):
+    # The control: the Pi is up (this machine reaches it), the viewer reaches both relays, and not the Pi.
+    assert client_says_here(url_of(relay_lab, PI)) == "200"
+    assert client_says(remote, "reach", url_of(relay_lab, RELAY1) + "/") == "200"
+    assert client_says(remote, "reach", url_of(relay_lab, RELAY2) + "/") == "200"
+    assert client_says(remote, "reach", url_of(relay_lab, PI) + "/") == "unreachable"
+
+
+def client_says_here(url: str) -> str:
+    return subprocess.run([sys.executable, "-m", "tests.lab.relay_client", "reach", url + "/"], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=REPO, stdin=subprocess.DEVNULL).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def browser(remote, relay_lab):
+    with remote_browser(remote, remote.run, url_of(relay_lab, RELAY1) + "/", VIEWER, VIEWER_PASSWORD, CAMERA, "hls") as viewer:
+        yield viewer
+
+
+def test_chromium_plays_through_the_first_relay(browser, relay_lab):
+    playing = browser.line(120)
+    assert playing["event"] == "playing", json.dumps(playing)
+    assert playing["relay"] == url_of(relay_lab, RELAY1) and (playing["width"], playing["height"]) == (320, 180), playing
+    assert agent_state(relay_lab)["active"] == RELAY1
+    assert pushes(relay_lab) == 1, "one push, to the relay in use"
+
+
+def pushes(lab_state) -> int:
+    """The Pi's RTMP connections to the tunnel's service address: one per relayed camera."""
+    out = on(lab_state, PI, "ss -Htn state established '( dport = :1935 )' dst 10.77.0.254")
+    return len(out.splitlines())
+
+
+def playing_through(browser, url: str, seconds: float) -> float:
+    """Seconds until the viewer's tile plays (its video time moving) through the relay at `url`."""
+    started = time.monotonic()
+    last = {}
+    while time.monotonic() - started < seconds:
+        last = browser.line(30, "report")
+        if last.get("relay") == url and last.get("advanced", 0) > 0.5:
+            return time.monotonic() - started
+    raise AssertionError(f"not playing through {url} after {seconds} s: {last}")
+
+
+def test_the_upload_is_one_stream_whatever_the_number_of_viewers(browser, remote, relay_lab):
+    """Measured on the Pi's own interface: 1 viewer (the browser), then 10 (9 more players), the same upload."""
+    assert browser.line(30, "report")["advanced"] > 0.5
+    window = 20
+
+    def upload_and_relay_bytes(extra_viewers: int) -> tuple[int, int]:
+        """Bytes sent by the Pi and by relay 1 over exactly `window` seconds, with the extra players already running."""
+        pullers = None
+        if extra_viewers:
+            pullers = subprocess.Popen(
+                [*remote.exec_prefix, sys.executable, "-m", "tests.lab.relay_client", "pull", url_of(relay_lab, RELAY1) + "/",
+                 VIEWER, VIEWER_PASSWORD, CAMERA, str(extra_viewers), str(window + 8)],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
+            )
+            time.sleep(4)  # logged in, fetching
+        pi_before, relay_before = tx_bytes(relay_lab, PI), tx_bytes(relay_lab, RELAY1)
+        time.sleep(window)
+        sent = tx_bytes(relay_lab, PI) - pi_before, tx_bytes(relay_lab, RELAY1) - relay_before
+        if pullers is not None:
+            out, _ = pullers.communicate(timeout=60)
+            pulled = json.loads(out)
+            assert pulled["segments"] >= extra_viewers * 5, pulled
+        return sent
+
+    one_pi, one_relay = upload_and_relay_bytes(0)
+    ten_pi, ten_relay = upload_and_relay_bytes(9)
+    print(f"Pi upload in {window} s: {one_pi} B with 1 viewer, {ten_pi} B with 10; relay: {one_relay} B, {ten_relay} B")
+    assert abs(ten_pi - one_pi) / one_pi < 0.05, (one_pi, ten_pi)
+    assert ten_relay > 5 * one_relay, "the relay did send the ten viewers their copies"
+
+
+def test_relay1_gone_the_player_resumes_through_relay2(browser, relay_lab):
+    from pi_stream import lab
+
+    with lab.network_gone(relay_lab, RELAY1):
+        took = playing_through(browser, url_of(relay_lab, RELAY2), RESUME_BOUND_SECONDS)
+        print(f"failover: playing through relay 2 {took:.1f} s after relay 1 went dark")
+        state = agent_state(relay_lab)
+        assert state["active"] == RELAY2 and not state["relays"][RELAY1]["up"], state
+        assert pushes(relay_lab) == 1
+
+
+def test_relay1_back_the_pi_and_the_player_return_to_it(browser, relay_lab):
+    took = playing_through(browser, url_of(relay_lab, RELAY1), FAILBACK_SECONDS + RESUME_BOUND_SECONDS)
+    print(f"failback: playing through relay 1 {took:.1f} s after it came back (failback_seconds {FAILBACK_SECONDS})")
+    assert agent_state(relay_lab)["active"] == RELAY1
+    assert pushes(relay_lab) == 1
+
+
+def test_the_link_survives_the_pis_network_gone_for_a_minute(browser, relay_lab):
+    from pi_stream import lab
+
+    with lab.network_gone(relay_lab, PI):
+        wait_until(lambda: not agent_state(relay_lab)["relays"][RELAY1]["up"], "the Pi sees its relays gone", seconds=20)
+        time.sleep(PI_OFFLINE_SECONDS)
+    took = playing_through(browser, url_of(relay_lab, RELAY1), RESUME_BOUND_SECONDS)
+    print(f"after {PI_OFFLINE_SECONDS} s without the Pi's network: playing again {took:.1f} s after it came back")
+    assert agent_state(relay_lab)["active"] == RELAY1 and pushes(relay_lab) == 1
+
+
+def test_wrong_passwords_at_a_relay_are_banned_there(remote, relay_lab, site_dir):
+    site = load_site(site_dir)
+    relay2 = url_of(relay_lab, RELAY2) + "/"
+    statuses = [client_says(remote, "login", relay2, VIEWER, "wrong password") for _ in range(site.fail2ban.maxretry)]
+    assert set(statuses) == {"401"}, statuses
+    wait_until(lambda: remote.address in on(relay_lab, RELAY2, "fail2ban-client status pi-stream-auth"), "the ban at relay 2",
+               seconds=30)
+    try:
+        assert client_says(remote, "reach", relay2) == "unreachable", "banned at relay 2"
+        assert client_says(remote, "reach", url_of(relay_lab, RELAY1) + "/") == "200", "relay 1 has its own jail"
+    finally:
+        on(relay_lab, RELAY2, f"fail2ban-client set pi-stream-auth unbanip {remote.address}")
+
+
+def test_a_viewer_removed_from_the_site_is_refused_on_the_pi_and_every_relay(remote, relay_lab, site_dir):
+    for host in (RELAY1, RELAY2):
+        assert client_says(remote, "login", url_of(relay_lab, host) + "/", CAROL, CAROL_PASSWORD) == "200", host
+    credentials.remove_user(site_dir, CAROL)
+    result = run_deploy(load_site(site_dir), Console(show_progress=False))
+    assert result.status == ExitStatus.OK, result.failures
+    for host in (RELAY1, RELAY2):
+        assert client_says(remote, "login", url_of(relay_lab, host) + "/", CAROL, CAROL_PASSWORD) == "401", host
+    assert client_says_login_here(url_of(relay_lab, PI) + "/", CAROL, CAROL_PASSWORD) == "401"
+
+
+def client_says_login_here(url: str, user: str, password: str) -> str:
+    return subprocess.run([sys.executable, "-m", "tests.lab.relay_client", "login", url, user, password], capture_output=True,
+                          text=True, timeout=60, check=True, cwd=REPO, stdin=subprocess.DEVNULL).stdout.strip()
