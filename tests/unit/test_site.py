@@ -389,3 +389,59 @@ def test_webrtc_takes_no_on_demand_camera(tmp_path):
     assert by_default.webrtc.cameras == ("gate",), "the default leaves the on-demand camera to HLS"
     directory = write_site(tmp_path / "t", {"nvrs": nvr, "cameras": cameras, "webrtc": {"cameras": ["gate", "shed"]}})
     assert "'shed' is on_demand" in problems_by_path(directory)["webrtc.cameras[1]"]
+
+
+# --- topology and relays ------------------------------------------------------------
+
+RELAY_HOSTS = {
+    "pi1": {"ansible_host": "192.168.1.10"},
+    "pi_stream_relays": {"hosts": {"relay1": {"ansible_host": "203.0.113.10"}, "relay2": {"ansible_host": "not a name!"}}},
+}
+A_CAMERA = [{"name": "porch", "source": {"type": "testsrc"}}]
+
+
+def test_relay_mistakes_are_reported_at_once_with_their_fix(tmp_path):
+    site = {
+        "cameras": A_CAMERA,
+        "topology": "relay",
+        "web": {"https": False},
+        "relay": {
+            "relays": [{"host": "relay1", "url": "http://cams.example.org"}, {"host": "pi1"}, {"host": "relay1"}],
+            "tunnel_subnet": "8.8.8.0/24",
+        },
+    }
+    problems = problems_by_path(write_site(tmp_path / "s", site, RELAY_HOSTS))
+    assert "relays face the internet: set web.https: true" in problems["topology"]
+    assert "is not an origin like https://" in problems["relay.relays[0].url"]
+    assert "not a host of the inventory group pi_stream_relays (relays there: relay1, relay2)" in problems["relay.relays[1].host"]
+    assert "listed twice" in problems["relay.relays[2].host"]
+    assert "not a private network" in problems["relay.tunnel_subnet"]
+    assert "the inventory's relay relay2 is not listed here" in problems["relay.relays"]
+
+
+def test_topology_port_forward_needs_https_and_lan_takes_no_relay_section(tmp_path):
+    problems = problems_by_path(write_site(tmp_path / "a", {"cameras": A_CAMERA, "topology": "port_forward", "web": {"https": False}}))
+    assert "set web.https: true" in problems["topology"]
+    problems = problems_by_path(write_site(tmp_path / "b", {"cameras": A_CAMERA, "relay": {"relays": [{"host": "x"}]}}))
+    assert "topology: relay only (the site says lan)" in problems["relay"]
+    problems = problems_by_path(write_site(tmp_path / "c", {"cameras": A_CAMERA, "topology": "cloud"}))
+    assert "'cloud' is not one of: lan, port_forward, relay" in problems["topology"]
+
+
+def test_a_relay_in_two_groups_is_refused(tmp_path):
+    hosts = {"pi1": {"ansible_host": "192.0.2.10"}, "pi_stream_relays": {"hosts": {"pi1": {"ansible_host": "192.0.2.10"}}}}
+    problems = problems_by_path(write_site(tmp_path / "s", {"cameras": A_CAMERA, "topology": "relay",
+                                                            "relay": {"relays": [{"host": "pi1"}]}}, hosts))
+    assert "a relay is never also an appliance" in problems["all.children.pi_stream_relays.hosts.pi1"]
+
+
+def test_relay_site_model(make_site):
+    site = load_site(make_site("relay"))
+    assert [h.name for h in site.hosts] == ["pi1"] and [h.name for h in site.relays] == ["relay1", "relay2"]
+    assert [r.url for r in site.remote.relays] == ["https://cams.example.org", "https://198.51.100.20"]
+    assert (site.tunnel_address("relay1"), site.tunnel_address("relay2"), site.tunnel_address("pi1")) == ("10.77.0.1", "10.77.0.2", "10.77.0.10")
+    assert site.remote.service_address == "10.77.0.254"
+    assert [c.name for c in site.relay_cameras()] == ["porch"], "the on-demand camera stays on the LAN"
+    assert site.public_udp_ports("relay1") == (51820,) and site.public_udp_ports("pi1") == ()
+    assert site.open_tcp_ports("pi1") == (22,) and site.private_tcp_ports("pi1") == (80, 443)
+    assert site.open_tcp_ports("relay1") == (22, 80, 443)
