@@ -108,6 +108,7 @@ RTMP_PORT = 1935
 RTMP_APP = "live"
 OME_APP = "pi-stream"  # OME's application: rtmp://127.0.0.1:OME_RTMP_PORT/pi-stream/CAMERA in, ws://.../pi-stream/CAMERA out
 OME_API_TOKEN_ENV = "PI_STREAM_OME_API_TOKEN"
+COOKIE_PREFIX, RELAY_COOKIE_PREFIX = "pi_stream", "pi_stream_relay"
 
 # Templates a host gets only when it runs the feature: a Pi without WebRTC cameras has no OME files at all.
 FEATURE_TEMPLATES: dict[str, str] = {
@@ -118,18 +119,16 @@ FEATURE_TEMPLATES: dict[str, str] = {
     "etc/systemd/system/pi-stream-relay.service.j2": "relay_agent",
     "usr/local/lib/pi-stream/pi_stream_relay.py": "relay_agent",
 }
-# What a relay does not run: capture, recordings, the DVR proxy, OME and the pages that read the Pi's own files.
-# A relay gets nginx (RTMP in from the tunnel, HLS out), the login, fail2ban, the firewall, updates and the tunnel.
+# What a relay does not run: capture, recordings, OME and the pages that read the Pi's own files. A relay gets
+# nginx (RTMP in from the tunnel, HLS out, its routes to the Pis), the login, fail2ban, the firewall, updates
+# and the tunnel.
 APPLIANCE_ONLY_TEMPLATES: tuple[str, ...] = (
     "etc/pi-stream/capture.json.j2",
-    "etc/pi-stream/dvr-proxy.conf.j2",
     "etc/systemd/system/pi-stream-capture.service.j2",
     "etc/systemd/system/pi-stream-retention.",
     "usr/local/lib/pi-stream/pi_stream_capture.py",
-    "var/www/pi-stream/dvr-login.html.j2",
     "var/www/pi-stream/replay.html.j2",
     "var/www/pi-stream/status.html.j2",
-    "var/www/pi-stream/static/dvr-login.js",
     "var/www/pi-stream/static/replay.js",
     "var/www/pi-stream/static/status.js",
     "var/www/pi-stream/static/ovenplayer",
@@ -239,6 +238,9 @@ def host_context(site: Site, host: str, paths: Mapping[str, str], keys: Mapping[
         "site": site,
         "host": site.host(host),
         "host_kind": "relay" if relay else "appliance",
+        # A relay's login cookies have names of their own: an administrator passing through it to a
+        # Pi's pages gets the Pi's cookies on the relay's host name too (see pi_stream_auth.py).
+        "cookie_prefix": RELAY_COOKIE_PREFIX if relay else COOKIE_PREFIX,
         "cameras": cameras,
         # Cross-origin players allowed on the media paths: the site's own, and on a relay the other relays'
         # pages, whose players fail over to this relay with the same token.
@@ -334,6 +336,7 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
         "dvrs": {dvr.name: list(dvr.viewers) for dvr in site.dvrs_on(host) if dvr.viewer_auth},
         # The cameras whose token is also set on /webrtc/CAMERA/ (OME's signalling, behind nginx).
         "webrtc": [c.name for c in site.webrtc_cameras_on(host)],
+        **({"cookie_prefix": RELAY_COOKIE_PREFIX} if site.is_relay(host) else {}),
     }
 
 

@@ -224,7 +224,9 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         {
             "name": "cabin",
             "topology": "relay",
-            "relay": {"relays": [{"host": "relay1", "url": "https://cams.example.org"}, {"host": "relay2"}]},
+            "relay": {"relays": [{"host": "relay1", "url": "https://cams.example.org"}, {"host": "relay2"}], "admins": [VIEWER]},
+            # Reached through the relays too: a DVR on a port of its own (Hikvision: its WebSocket on 7682).
+            "dvr_proxy": {"barn": {"host": "192.168.1.64", "https_port": 9443, "viewer_auth": True}},
             "cameras": [
                 {"name": "porch", "source": {"type": "testsrc"}},
                 {"name": "shed", "source": {"type": "rtsp", "url": "rtsp://192.168.1.20/stream1"}, "on_demand": True},

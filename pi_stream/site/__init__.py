@@ -60,7 +60,7 @@ from pi_stream.site.metrics import parse_metrics_allow
 from pi_stream.site.model import Site
 from pi_stream.site.nginx import SHA256_RE, VERSION_RE, parse_nginx, parse_nginx_source, parse_source_archive
 from pi_stream.site.nvrs import Nvr, parse_nvrs
-from pi_stream.site.ports import RTMP_PORT, check_ports, shares_port
+from pi_stream.site.ports import RTMP_PORT, check_ports, check_relay_route_ports, shares_port
 from pi_stream.site.remote import TOPOLOGIES, Relay, Remote, parse_remote
 from pi_stream.site.roles import role_vars, storage_dirs, tls_common_name
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, SYSTEM_DIRS, Storage, check_recordings, parse_storage
@@ -214,12 +214,14 @@ def parse_site(
     camera_names = tuple(c.name for c in cameras)
     on_demand = frozenset(c.name for c in cameras if c.on_demand)
     webrtc = None if top.absent("webrtc") else parse_webrtc(top.sub("webrtc"), camera_names, on_demand, directory, build_hosts)
-    remote = parse_remote(top, top.sub("relay"), relay_hosts, len(hosts), web.https, web.https_port)
+    remote = parse_remote(top, top.sub("relay"), relay_hosts, len(hosts), web.https, web.https_port, viewers)
     top.done()
     check_ports(web, hosts, extra_ports, dvrs, file, problems, webrtc)
     if remote.uses_relays and remote.relays and not [c for c in cameras if not c.on_demand]:
         problems.add(file, "relay", "no camera to relay: every camera is on_demand, which a relay's viewers never start")
     relays = tuple(next(h for h in relay_hosts if h.name == r.host) for r in remote.relays)
+    if remote.admins:
+        check_relay_route_ports(remote, hosts, relays, dvrs, web, file, problems)
     if problems.items:
         return None
     return Site(

@@ -66,6 +66,8 @@ class DvrProxy:
     viewers: tuple[str, ...]  # who passes that login (all the site's viewers by default)
     cache_mb: int  # static assets (scripts, styles, images); 0: no cache
     upload_mb: int
+    # "https" for a route a relay publishes to a Pi through the tunnel (site.relay_routes): the Pi's own TLS ports.
+    upstream_scheme: str = "http"
 
     @property
     def ip_family(self) -> str:

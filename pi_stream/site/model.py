@@ -19,7 +19,7 @@ from pi_stream.site.fail2ban import Fail2ban
 from pi_stream.site.hls import Hls
 from pi_stream.site.inventory import Host
 from pi_stream.site.nvrs import Nvr
-from pi_stream.site.remote import Remote
+from pi_stream.site.remote import Remote, relay_routes
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy
 from pi_stream.site.web import Web
@@ -75,6 +75,9 @@ class Site:
         return waiting
 
     def dvrs_on(self, host: str) -> tuple[DvrProxy, ...]:
+        """The DVR proxies a host's nginx runs: a Pi's own, or on a relay its routes to the Pis (relay.admins)."""
+        if self.is_relay(host):
+            return relay_routes(self.remote, self.hosts, self.dvrs, self.web.https_port)
         return tuple(d for d in self.dvrs if d.pi == host)
 
     def host(self, name: str) -> Host:
@@ -140,6 +143,8 @@ class Site:
         if self.web.https:
             ports.append(self.web.https_port)
         if self.is_relay(host):
+            for route in self.dvrs_on(host):
+                ports.extend(route.listen_ports())
             return tuple(dict.fromkeys(ports))
         for dvr in self.dvrs_on(host):
             ports.extend(dvr.listen_ports())

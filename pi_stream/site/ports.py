@@ -57,3 +57,18 @@ def shares_port(name: str | None, previous: list[tuple[str, str | None]]) -> boo
     if name is None or name in ("*", "_"):
         return False
     return all(other is not None and other != name for _, other in previous)
+
+
+def check_relay_route_ports(remote, appliances, relays, dvrs, web: Web, file: str, problems: Problems) -> None:
+    """On a relay: SSH, the web ports and every route's ports (relay.admin_port onwards, DVRs' own) each once."""
+    from pi_stream.site.remote import relay_routes
+
+    routes = relay_routes(remote, appliances, dvrs, web.https_port)
+    for relay in relays:
+        owners: dict[int, str] = {relay.ssh_port: f"SSH of relay {relay.name}", web.http_port: "web.http_port", web.https_port: "web.https_port"}
+        for route in routes:
+            for port in route.listen_ports():
+                what = "relay.admin_port" if route.login_paths == ("/auth/login",) else f"dvr_proxy.{route.name}"
+                if port in owners and owners[port] != what:
+                    problems.add(file, what, f"port {port} on relay {relay.name} is already used by {owners[port]}; choose another port")
+                owners.setdefault(port, what)

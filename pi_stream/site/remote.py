@@ -24,13 +24,14 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pi_stream.site.dvr_proxy import DNS_NAME_RE
+from pi_stream.site.dvr_proxy import DNS_NAME_RE, DvrProxy, WebSocketPort
 from pi_stream.site.fields import Fields
 from pi_stream.site.inventory import Host
 
 TOPOLOGIES = ("lan", "port_forward", "relay")
 DEFAULT_TUNNEL_SUBNET = "10.77.0.0/24"
 DEFAULT_WIREGUARD_PORT = 51820
+DEFAULT_ADMIN_PORT = 8443
 TUNNEL_INTERFACE = "pistream"  # /etc/wireguard/pistream.conf, wg-quick@pistream
 FIRST_APPLIANCE_OFFSET = 10  # relays are .1, .2, ...; the Pis .10, .11, ...; the service address the last
 MAX_RELAYS = 8
@@ -52,6 +53,9 @@ class Remote:
     tunnel_subnet: str = DEFAULT_TUNNEL_SUBNET
     wireguard_port: int = DEFAULT_WIREGUARD_PORT
     failback_seconds: int = 10
+    # Viewers who may pass a relay's login to the appliances' own pages (status) and their DVR proxies.
+    admins: tuple[str, ...] = ()
+    admin_port: int = DEFAULT_ADMIN_PORT  # the first Pi's pages on each relay; the next Pi's on the next port
     # Probes through the tunnel: a relay that misses this many in a row is gone.
     probe_interval_seconds: int = 1
     probe_failures: int = 3
@@ -81,7 +85,8 @@ class Remote:
 
 
 def parse_remote(
-    top: Fields, relay_section: Fields, relay_hosts: tuple[Host, ...], appliance_count: int, https: bool, https_port: int
+    top: Fields, relay_section: Fields, relay_hosts: tuple[Host, ...], appliance_count: int, https: bool, https_port: int,
+    viewers: tuple[str, ...] = (),
 ) -> Remote:
     topology = top.choice("topology", TOPOLOGIES, "lan")
     if topology == "port_forward" and not https:
@@ -100,6 +105,8 @@ def parse_remote(
         relay_section.raw("tunnel_subnet")
         relay_section.raw("wireguard_port")
         relay_section.raw("failback_seconds")
+        relay_section.raw("admins")
+        relay_section.raw("admin_port")
         relay_section.done()
         return Remote(topology=topology)
     subnet = relay_section.string("tunnel_subnet", DEFAULT_TUNNEL_SUBNET)
@@ -156,8 +163,18 @@ def parse_remote(
             )
     if not https:
         top.error("topology", "relays face the internet: set web.https: true")
+    admins = []
+    for i, name in enumerate(relay_section.items("admins")):
+        if name not in viewers:
+            relay_section.error(f"admins[{i}]", f"no viewer {name!r} in viewers.htpasswd; add it with `pi-stream user add SITE {name}`")
+        else:
+            admins.append(name)
+    admin_port = relay_section.integer("admin_port", DEFAULT_ADMIN_PORT, 1, 65535)
     relay_section.done()
-    return Remote(topology="relay", relays=tuple(relays), tunnel_subnet=subnet, wireguard_port=port, failback_seconds=failback)
+    return Remote(
+        topology="relay", relays=tuple(relays), tunnel_subnet=subnet, wireguard_port=port, failback_seconds=failback,
+        admins=tuple(dict.fromkeys(admins)), admin_port=admin_port,
+    )
 
 
 def _is_ip(text: str) -> bool:
@@ -166,3 +183,37 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def route_name(host: str) -> str:
+    """A Pi's name as a route's (a login scope, a file name): inventory names may hold '.', route names may not."""
+    return re.sub(r"[^a-z0-9_-]", "-", host.lower())[:32]
+
+
+def relay_routes(remote: Remote, appliances: tuple[Host, ...], dvrs: tuple[DvrProxy, ...], https_port: int) -> tuple[DvrProxy, ...]:
+    """What every relay publishes of the Pis through the tunnel, behind its own login (relay.admins only):
+    each Pi's own pages (status, its login) on admin_port, admin_port + 1, ..., and each DVR a Pi proxies
+    on a port of its own, on that same port (a DVR page's scripts name their WebSocket ports).
+
+    They are DVR proxies of the relay's, whose upstream is the Pi's TLS port at its tunnel address."""
+    if not remote.uses_relays or not remote.admins:
+        return ()
+    routes = []
+    for index, pi in enumerate(appliances):
+        address = remote.appliance_address(index)
+        routes.append(DvrProxy(
+            name=route_name(pi.name), pi="", address=address, http_port=https_port, websocket_ports=(),
+            # The Pi's own login through here: its 401s count at the relay's fail2ban too.
+            login_paths=("/auth/login",), server_name="", https_port=remote.admin_port + index, viewer_auth=True,
+            viewers=remote.admins, cache_mb=0, upload_mb=1, upstream_scheme="https",
+        ))
+        for dvr in dvrs:
+            if dvr.pi != pi.name or dvr.server_name:
+                continue  # a DVR told apart by name on the Pi's 443 needs that name in front of the relays: not published
+            routes.append(DvrProxy(
+                name=dvr.name, pi="", address=address, http_port=dvr.https_port,
+                websocket_ports=tuple(WebSocketPort(tls=ws.tls, plain=ws.tls) for ws in dvr.websocket_ports),
+                login_paths=dvr.login_paths, server_name="", https_port=dvr.https_port, viewer_auth=True,
+                viewers=remote.admins, cache_mb=0, upload_mb=dvr.upload_mb, upstream_scheme="https",
+            ))
+    return tuple(routes)

@@ -46,11 +46,11 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
             "nginx_rtmp_tls_alt_names": [d.server_name for d in site.dvrs_on(host) if d.server_name],
         },
     }
+    common["dvr_proxy"] = {"dvr_proxy_cached": [d.name for d in site.dvrs_on(host) if d.cache_mb]}
     if relay:
         return {**common, "fail2ban": {}, "security_updates": {"security_updates_enabled": site.updates.security}}
     return {
         **common,
-        "dvr_proxy": {"dvr_proxy_cached": [d.name for d in site.dvrs_on(host) if d.cache_mb]},
         "camera_capture": {
             "camera_capture_cameras": [c.name for c in cameras],
             "camera_capture_encoder_candidates": list(site.encoder_candidates),

@@ -8,6 +8,7 @@ on-demand one, which stays on the LAN).
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -70,7 +71,8 @@ def test_nft_accepts_a_relays_firewall_and_the_pis(make_site, tmp_path):
         result = subprocess.run(["nft", "-c", "-f", str(ruleset)], capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
     relay = [line.strip() for line in (tmp_path / "relay1/etc/pi-stream/firewall.nft").read_text().splitlines()]
-    assert "tcp dport { 22, 80, 443 } accept" in relay and "udp dport { 51820 } accept" in relay
+    # The web ports, the Pi's pages (8443) and its DVR (9443, WebSocket 7682) behind the relay's login, WireGuard.
+    assert "tcp dport { 22, 80, 443, 8443, 9443, 7682 } accept" in relay and "udp dport { 51820 } accept" in relay
     assert 'iifname "pistream" ip saddr 10.77.0.0/24 tcp dport { 1935 } accept' in relay, "RTMP from the tunnel only"
     pi = (tmp_path / "pi1/etc/pi-stream/firewall.nft").read_text()
     assert "tcp dport { 22 } accept" in pi and "udp dport" not in pi, "the Pi listens for nothing from the internet"
@@ -93,14 +95,12 @@ def test_a_relay_gets_the_viewers_side_only_and_the_pi_pushes_each_camera_once(m
     for relay in RELAYS:
         targets = set(files[relay])
         # (fail2ban's filters are one file set; the DVR jail is enabled only where a DVR is proxied.)
-        appliance_only = ("capture", "dvr-proxy", "dvr-login", "ovenmediaengine", "retention")
+        appliance_only = ("capture", "ovenmediaengine", "retention")
         assert not {t for t in targets if any(word in t for word in appliance_only)}, targets
-        assert "[pi-stream-dvr]" not in files[relay]["etc/fail2ban/jail.d/pi-stream.local"]
         assert not {"var/www/pi-stream/status.html", "var/www/pi-stream/replay.html", "etc/pi-stream/relay.json"} & targets
         assert "etc/wireguard/pistream.conf" in targets and "var/www/pi-stream/index.html" in targets
         http = files[relay]["etc/nginx/pi-stream/http.conf"]
-        assert "/camera/" not in http and "/metrics" not in http, "a relay has no snapshots, status or metrics of its own"
-        assert "dvr-proxy.conf" not in files[relay]["etc/nginx/nginx.conf"]
+        assert "/camera/" not in http and "/metrics" not in http, "no snapshots, status or metrics of its own"
     rtmp = files["pi1"]["etc/nginx/pi-stream/rtmp.conf"]
     # porch once, to the service address; shed is on demand: it stays on the LAN.
     assert re.findall(r"^\s*push (\S+) name=(\S+);$", rtmp, re.M) == [("rtmp://10.77.0.254:1935/live", "porch")]
@@ -199,3 +199,53 @@ def test_a_lan_site_with_relays_in_its_inventory_is_refused_with_the_fix(tmp_pat
     with pytest.raises(SiteError) as error:
         load_site(directory)
     assert "set topology: relay" in str(error.value)
+
+
+def test_a_relay_routes_its_admins_to_the_pis_pages_and_dvr_through_the_tunnel(make_site):
+    """relay.admins: the Pi's own site on 8443 and its DVR on the DVR's ports, each behind the relay's login."""
+    files = rendered(make_site("relay"))
+    routes = files["relay1"]["etc/pi-stream/dvr-proxy.conf"]
+    servers = re.findall(r"^    listen (\d+) ssl", routes, re.M)
+    assert servers == ["8443", "9443", "7682"], servers
+    assert "proxy_pass https://10.77.0.10:443;" in routes and "proxy_pass https://10.77.0.10:9443;" in routes
+    assert "proxy_pass https://10.77.0.10:7682;" in routes, "the DVR's WebSocket port, to the Pi's TLS one"
+    assert routes.count("auth_request /_pi_stream/auth/check;") == 3, "every route behind the relay's login"
+    # The relay's gate cookie has a name of its own, and never reaches the Pi.
+    assert "pi_stream_relay_dvr=[^;]*" in routes
+    access = json.loads(files["relay1"]["etc/pi-stream/auth/access.json"])
+    assert access["dvrs"] == {"pi1": ["alice"], "barn": ["alice"]} and access["cookie_prefix"] == "pi_stream_relay"
+    assert "[pi-stream-dvr]" in files["relay1"]["etc/fail2ban/jail.d/pi-stream.local"]
+    assert "dvr-proxy.conf" in files["relay1"]["etc/nginx/nginx.conf"]
+    without = rendered(make_site("relay", relay={"relays": [{"host": "relay1"}, {"host": "relay2"}]}))
+    assert without["relay1"]["etc/pi-stream/dvr-proxy.conf"].endswith("# No DVR is proxied by this host.\n"), "no admins: no route"
+
+
+def test_a_relays_login_sets_cookies_of_its_own(make_site, short_root):
+    """Names the Pi's pages (reached through the relay, on the relay's host name) never overwrite."""
+    import socket
+
+    from tests.configs.tree import RootedAppliance
+    from tests.conftest import VIEWER, VIEWER_PASSWORD
+
+    site_dir = install_tree(make_site, "relay", short_root, host="relay1")
+    install_auth_secrets(site_dir, short_root)
+    (short_root / "run").mkdir(exist_ok=True)
+    service = RootedAppliance(short_root, site_dir)
+    service.start_service()
+    try:
+        body = json.dumps({"user": VIEWER, "password": VIEWER_PASSWORD}).encode()
+        request = (b"POST /auth/login HTTP/1.1\r\nHost: relay1\r\nX-Forwarded-Proto: https\r\nContent-Type: application/json\r\n"
+                   b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(30)
+            connection.connect(str(service.socket))
+            connection.sendall(request)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+    finally:
+        service.stop_service()
+    head = answer.decode(errors="replace").split("\r\n\r\n", 1)[0]
+    assert head.startswith("HTTP/1.1 200") or head.startswith("HTTP/1.0 200"), head[:200]
+    names = set(re.findall(r"^Set-Cookie: ([a-z_]+)=", head, re.M))
+    assert names == {"pi_stream_relay_session", "pi_stream_relay_device", "pi_stream_relay_media"}

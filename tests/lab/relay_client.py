@@ -4,6 +4,10 @@
       prints the HTTP status of GET URL, or "unreachable" (connect timeout 3 s)
   python -m tests.lab.relay_client login URL USER PASSWORD
       prints the status of a login at URL's /auth/login
+  python -m tests.lab.relay_client route URL USER PASSWORD PATH [PI_USER PI_PASSWORD PI_PATH]
+      a relay's route to a Pi (relay.admins): PATH before and after the relay's own login at
+      /_pi_stream/auth/login, then, if given, the Pi's own login through it and PI_PATH;
+      prints {"before", "location", "gate", "after", "page", "pi_login", "pi_path"} as JSON
   python -m tests.lab.relay_client pull URL USER PASSWORD CAMERA VIEWERS SECONDS
       logs in, takes a player link, then VIEWERS players fetch its playlist and every
       new segment, as hls.js does, for SECONDS; prints {"viewers", "bytes", "segments"} as JSON
@@ -83,6 +87,19 @@ def main(argv: list[str]) -> int:
     http = session()
     if command == "login":
         print(login(http, *args[:3]))
+        return 0
+    if command == "route":
+        url, user, password, path, *pi = args
+        before = http.get(urllib.parse.urljoin(url, path), allow_redirects=False, timeout=15)
+        gate = http.post(urllib.parse.urljoin(url, "/_pi_stream/auth/login"), json={"user": user, "password": password}, timeout=15)
+        after = http.get(urllib.parse.urljoin(url, path), allow_redirects=False, timeout=15)
+        result = {"before": before.status_code, "location": before.headers.get("Location", ""), "gate": gate.status_code,
+                  "after": after.status_code, "page": after.text[:4000]}
+        if pi:
+            pi_user, pi_password, pi_path = pi
+            result["pi_login"] = login(http, url, pi_user, pi_password)
+            result["pi_path"] = http.get(urllib.parse.urljoin(url, pi_path), timeout=15).text[:4000]
+        print(json.dumps(result))
         return 0
     if command == "pull":
         url, user, password, camera, viewers, seconds = args

@@ -35,6 +35,7 @@ from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
 from tests.lab.conftest import REPO, booted_lab, remote_browser, ssh
+from tests.lab.relays import agent_state, on, playing_through, pushes, tx_bytes, url_of
 
 LAB = "relaytest"
 PI, RELAY1, RELAY2 = "pi1", "pi2", "pi3"
@@ -45,6 +46,7 @@ FAILBACK_SECONDS = 5
 # picture moving again in a player that was watching. Measured in bench/relay.
 RESUME_BOUND_SECONDS = 45
 PI_OFFLINE_SECONDS = 60
+DVR_USER, DVR_PASSWORD, DVR_PORT = "admin", "dvr-password", 9443
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +56,26 @@ def relay_lab():
 
 
 @pytest.fixture(scope="module")
-def site_dir(relay_lab, tmp_path_factory) -> Path:
+def dvr(relay_lab, tmp_path_factory):
+    """The fake Hikvision-style DVR, wired to the Pi only (its second port)."""
+    from pi_stream import lab
+    from pi_stream.lab.dvr import fake_dvr
+
+    with lab.network_behind(relay_lab, PI, "dvr") as device, fake_dvr(
+        device.exec_prefix, device.address, 80, 7681, DVR_USER, DVR_PASSWORD, tmp_path_factory.mktemp("dvr")
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site_dir(relay_lab, dvr, tmp_path_factory) -> Path:
     site = {
         "name": "cabin",
         "topology": "relay",
-        "relay": {"relays": [{"host": RELAY1}, {"host": RELAY2}], "failback_seconds": FAILBACK_SECONDS},
+        "relay": {"relays": [{"host": RELAY1}, {"host": RELAY2}], "failback_seconds": FAILBACK_SECONDS, "admins": [VIEWER]},
         "cameras": [{"name": CAMERA, "source": {"type": "testsrc"}, "width": 320, "height": 180, "fps": 15, "bitrate_kbps": 400}],
+        # Behind the Pi on its second port, published on a port of its own: the relays route their admins to it.
+        "dvr_proxy": {"barn": {"host": dvr.address, "https_port": DVR_PORT}},
     }
     directory = write_site(tmp_path_factory.mktemp("relay") / "cabin", site)
     # The keys come from the hosts themselves: none may be there before the first deploy.
@@ -76,28 +92,6 @@ def first_deploy(site_dir):
     assert result.status == ExitStatus.OK, result.failures
     print(f"first deploy of a Pi and two relays: {time.monotonic() - started:.0f} s")
     return result
-
-
-def on(lab_state, host: str, command: str, timeout: float = 60) -> str:
-    result = ssh(lab_state, host, command, timeout=timeout)
-    assert result.returncode == 0, (host, command, result.stderr)
-    return result.stdout.strip()
-
-
-def url_of(lab_state, host: str) -> str:
-    return f"https://{lab_state.host(host).address}"
-
-
-def agent_state(lab_state) -> dict:
-    return json.loads(on(lab_state, PI, "cat /run/pi-stream/relay-state.json"))
-
-
-def tx_bytes(lab_state, host: str) -> int:
-    """Bytes sent on the host's own interface, read from its namespace (this machine's view, not the host's tools)."""
-    namespace = lab_state.host(host).namespace
-    out = subprocess.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/eth0/statistics/tx_bytes"],
-                         capture_output=True, text=True, timeout=30, check=True, stdin=subprocess.DEVNULL)
-    return int(out.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -188,23 +182,6 @@ def test_chromium_plays_through_the_first_relay(browser, relay_lab):
     assert pushes(relay_lab) == 1, "one push, to the relay in use"
 
 
-def pushes(lab_state) -> int:
-    """The Pi's RTMP connections to the tunnel's service address: one per relayed camera."""
-    out = on(lab_state, PI, "ss -Htn state established '( dport = :1935 )' dst 10.77.0.254")
-    return len(out.splitlines())
-
-
-def playing_through(browser, url: str, seconds: float) -> float:
-    """Seconds until the viewer's tile plays (its video time moving) through the relay at `url`."""
-    started = time.monotonic()
-    last = {}
-    while time.monotonic() - started < seconds:
-        last = browser.line(30, "report")
-        if last.get("relay") == url and last.get("advanced", 0) > 0.5:
-            return time.monotonic() - started
-    raise AssertionError(f"not playing through {url} after {seconds} s: {last}")
-
-
 def test_the_upload_is_one_stream_whatever_the_number_of_viewers(browser, remote, relay_lab):
     """Measured on the Pi's own interface: 1 viewer (the browser), then 10 (9 more players), the same upload."""
     assert browser.line(30, "report")["advanced"] > 0.5
@@ -263,6 +240,23 @@ def test_the_link_survives_the_pis_network_gone_for_a_minute(browser, relay_lab)
     took = playing_through(browser, url_of(relay_lab, RELAY1), RESUME_BOUND_SECONDS)
     print(f"after {PI_OFFLINE_SECONDS} s without the Pi's network: playing again {took:.1f} s after it came back")
     assert agent_state(relay_lab)["active"] == RELAY1 and pushes(relay_lab) == 1
+
+
+def test_an_admin_reaches_the_pis_status_page_and_dvr_through_the_relay_behind_its_login(remote, relay_lab):
+    admin_url = url_of(relay_lab, RELAY1) + ":8443/"
+    seen = json.loads(client_says(remote, "route", admin_url, VIEWER, VIEWER_PASSWORD, "/status.html",
+                                  VIEWER, VIEWER_PASSWORD, f"/camera/{CAMERA}/status.json"))
+    assert seen["before"] == 302 and seen["location"].endswith(":8443/_pi_stream/login.html"), "nothing of the Pi before the relay's login"
+    assert (seen["gate"], seen["after"]) == (200, 200) and "status.js" in seen["page"], seen
+    assert seen["pi_login"] == 200 and json.loads(seen["pi_path"])["state"] == "live", "the Pi's own login and status, through"
+    # A viewer who is no admin gets no further than the relay's login.
+    refused = json.loads(client_says(remote, "route", admin_url, CAROL, CAROL_PASSWORD, "/status.html"))
+    assert (refused["gate"], refused["after"]) == (401, 302), refused
+    # The DVR the Pi proxies, on its own port at the relay: the relay's login, then the DVR's page.
+    through = json.loads(client_says(remote, "route", f"{url_of(relay_lab, RELAY1)}:{DVR_PORT}/", VIEWER, VIEWER_PASSWORD,
+                                     "/doc/page/login.asp"))
+    assert (through["before"], through["gate"], through["after"]) == (302, 200, 200), through
+    assert "<title>Fake DVR</title>" in through["page"], through["page"][:200]
 
 
 def test_wrong_passwords_at_a_relay_are_banned_there(remote, relay_lab, site_dir):

@@ -68,14 +68,14 @@ def test_labs_whose_names_would_collide_are_found():
 
 
 def test_the_suites_labs_can_run_side_by_side():
-    """Every lab name the tests and the demo use: distinct short hashes, so two at once never share a name."""
+    """Every lab name the tests, the benches and the demo use: distinct short hashes, so two at once never share a name."""
     import re
 
     tests_dir = Path(__file__).resolve().parents[1]
     names = {"demo"}
-    for path in tests_dir.rglob("*.py"):
+    for path in [*tests_dir.rglob("*.py"), *(tests_dir.parent / "bench").rglob("*.py")]:
         names |= set(re.findall(r'^LAB(?:_NAME)?\s*=\s*"([a-z][a-z0-9-]*)"', path.read_text(encoding="utf-8"), re.MULTILINE))
-    assert len(names) >= 6, names
+    assert {"relaytest", "relaybench", "rtctest"} <= names and len(names) >= 9, names
     assert len({lab.short_hash(n) for n in names}) == len(names)
     assert all(model.name_clash(n, sorted(names)) is None for n in names)
 

@@ -327,7 +327,7 @@ def test_playbook_loads_secrets_with_no_log_and_the_bundle_holds_none(make_site,
 # --- The playbook ---------------------------------------------------------------------
 
 
-RELAY_ROLES = ["firewall", "wireguard_link", "viewer_auth", "nginx_rtmp", "fail2ban", "security_updates"]
+RELAY_ROLES = ["firewall", "wireguard_link", "viewer_auth", "dvr_proxy", "nginx_rtmp", "fail2ban", "security_updates"]
 
 
 def test_playbook_shape():

@@ -443,5 +443,5 @@ def test_relay_site_model(make_site):
     assert site.remote.service_address == "10.77.0.254"
     assert [c.name for c in site.relay_cameras()] == ["porch"], "the on-demand camera stays on the LAN"
     assert site.public_udp_ports("relay1") == (51820,) and site.public_udp_ports("pi1") == ()
-    assert site.open_tcp_ports("pi1") == (22,) and site.private_tcp_ports("pi1") == (80, 443)
-    assert site.open_tcp_ports("relay1") == (22, 80, 443)
+    assert site.open_tcp_ports("pi1") == (22,) and site.private_tcp_ports("pi1") == (80, 443, 9443, 7682)
+    assert site.open_tcp_ports("relay1") == (22, 80, 443, 8443, 9443, 7682), "and the routes to the Pi (relay.admins)"

@@ -55,23 +55,27 @@ DEFAULT_KEY = Path("/etc/pi-stream/auth/token.key")
 
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-MEDIA_COOKIE = "pi_stream_media"
+# Cookie names are COOKIE_PREFIX + "_" + kind (media, session, device, dvr). A relay says a prefix of its own
+# in access.json: someone reaching a Pi's pages through the relay gets the Pi's cookies on the
+# relay's host name too (cookies ignore ports), and the two logins must not overwrite each other's.
+COOKIE_PREFIX = "pi_stream"
+MEDIA_COOKIE = "media"
 # Media cookies are set per camera on each of these paths: live HLS, and the camera's snapshots, recordings and status.
 MEDIA_PREFIXES = ("/hls/", "/camera/")
 # And on the camera's WebRTC signalling (OvenMediaEngine, behind nginx), for the cameras access.json lists under "webrtc".
 WEBRTC_PREFIX = "/webrtc/"
-SESSION_COOKIE = "pi_stream_session"
+SESSION_COOKIE = "session"
 # Set after a successful login and sent back only to /auth/login: a browser that has
 # logged in as that viewer before goes ahead of everyone else for the bcrypt slot, so a
 # wrong-password flood from many addresses cannot lock its owner out (OWASP's "device
 # cookies"). It proves a past login, not the password: the password is still checked.
-DEVICE_COOKIE = "pi_stream_device"
+DEVICE_COOKIE = "device"
 DEVICE_SECONDS = 180 * 86400
 # A proxied DVR's login page posts here, on the DVR's own host name (dvr-proxy.conf passes it to
 # /auth/dvr/NAME/login): its device cookie is sent back to this path only, like the appliance's to /auth/login.
 DVR_LOGIN_PATH = "/_pi_stream/auth/login"
 # Host-only, on the DVR's own host name: its web pages and its WebSocket ports (cookies ignore the port) send it.
-DVR_COOKIE = "pi_stream_dvr"
+DVR_COOKIE = "dvr"
 DVR_ROUTE_RE = re.compile(r"^/auth/dvr/([a-z0-9][a-z0-9_-]{0,31})/(login|check|logout)$")
 MAX_BODY = 1024
 # One bcrypt check at a time: on a Pi, each takes a core for ~0.5 s. Waiting
@@ -100,6 +104,7 @@ class Config:
     secure_cookies: bool
     hashes: dict[str, str]  # viewer -> bcrypt hash
     site_key: bytes
+    cookie_prefix: str = COOKIE_PREFIX
 
     @classmethod
     def load(cls, config_path: Path, viewers_path: Path, key_path: Path) -> Config:
@@ -122,7 +127,11 @@ class Config:
             secure_cookies=bool(data["secure_cookies"]),
             hashes=hashes,
             site_key=key,
+            cookie_prefix=str(data.get("cookie_prefix", COOKIE_PREFIX)),
         )
+
+    def cookie_name(self, kind: str) -> str:
+        return f"{self.cookie_prefix}_{kind}"
 
     def _hmac(self, *parts: str) -> bytes:
         return hmac.new(self.site_key, "\0".join(parts).encode("utf-8"), hashlib.sha256).digest()
@@ -294,21 +303,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.password_ok(user, password, priority=self.known_device(user, self.config.access)):
             return
         expires = int(time.time()) + self.config.session_seconds
-        cookies = [self.cookie(SESSION_COOKIE, self.config.session_token(user, expires), "/auth/", self.config.session_seconds)]
+        session = self.config.session_token(user, expires)
+        cookies = [self.cookie(self.config.cookie_name(SESSION_COOKIE), session, "/auth/", self.config.session_seconds)]
         cookies.append(self.device_cookie(user, "/auth/login"))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
             # The same token on every path: nginx checks it identically for video, snapshots/status and WebRTC signalling.
             for path in self.config.media_paths(camera):
-                cookies.append(self.cookie(MEDIA_COOKIE, token, path, self.config.session_seconds))
+                cookies.append(self.cookie(self.config.cookie_name(MEDIA_COOKIE), token, path, self.config.session_seconds))
         self.send_json(200, self.session_body(user, expires), cookies=cookies)
 
     def logout(self, _body: dict) -> None:
-        cookies = [self.cookie(SESSION_COOKIE, "", "/auth/", 0)]
-        cookies += [self.cookie(MEDIA_COOKIE, "", f"{prefix}{camera}/", 0) for camera in self.config.cameras for prefix in MEDIA_PREFIXES]
+        media = self.config.cookie_name(MEDIA_COOKIE)
+        cookies = [self.cookie(self.config.cookie_name(SESSION_COOKIE), "", "/auth/", 0)]
+        cookies += [self.cookie(media, "", f"{prefix}{camera}/", 0) for camera in self.config.cameras for prefix in MEDIA_PREFIXES]
         # /webrtc/ for every camera, not only today's WebRTC ones: a camera taken off the list since the login
         # keeps its cookie otherwise, and it would open the signalling again if the camera came back.
-        cookies += [self.cookie(MEDIA_COOKIE, "", f"{WEBRTC_PREFIX}{camera}/", 0) for camera in self.config.cameras]
+        cookies += [self.cookie(media, "", f"{WEBRTC_PREFIX}{camera}/", 0) for camera in self.config.cameras]
         self.send_json(200, {"logged_out": True}, cookies=cookies)
 
     def dvr_route(self) -> tuple[str, str]:
@@ -334,25 +345,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.password_ok(user, password, priority=self.known_device(user, allowed, "dvr", dvr), users=allowed):
             return
         expires = int(time.time()) + self.config.session_seconds
-        cookie = self.cookie(DVR_COOKIE, self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
+        cookie = self.cookie(self.config.cookie_name(DVR_COOKIE), self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
         self.send_json(200, {"user": user, "expires": expires}, cookies=[cookie, self.device_cookie(user, DVR_LOGIN_PATH, "dvr", dvr)])
 
     def known_device(self, user: str, users: Collection[str], *scope: str) -> bool:
         """Whether this browser logged in here as `user` before (its device cookie): it goes first for the bcrypt slot."""
-        device = self.cookies().get(DEVICE_COOKIE, "")
+        device = self.cookies().get(self.config.cookie_name(DEVICE_COOKIE), "")
         return bool(device) and self.config.token_user(device, time.time(), users, "device", *scope) == user
 
     def device_cookie(self, user: str, path: str, *scope: str) -> str:
         expires = int(time.time()) + DEVICE_SECONDS
-        return self.cookie(DEVICE_COOKIE, self.config.device_token(user, expires, *scope), path, DEVICE_SECONDS)
+        return self.cookie(self.config.cookie_name(DEVICE_COOKIE), self.config.device_token(user, expires, *scope), path, DEVICE_SECONDS)
 
     def dvr_logout(self, _dvr: str, _body: dict) -> None:
-        self.send_json(200, {"logged_out": True}, cookies=[self.cookie(DVR_COOKIE, "", "/", 0)])
+        self.send_json(200, {"logged_out": True}, cookies=[self.cookie(self.config.cookie_name(DVR_COOKIE), "", "/", 0)])
 
     def dvr_check(self, dvr: str) -> None:
         """nginx's auth_request, on every proxied DVR request: an HMAC, no bcrypt. Only 2xx/401/403 are answers
         auth_request understands (anything else becomes a 500), so an unknown DVR is a 401 too."""
-        token = self.cookies().get(DVR_COOKIE, "")
+        token = self.cookies().get(self.config.cookie_name(DVR_COOKIE), "")
         if not token or self.config.dvr_user(dvr, token, time.time()) is None:
             return self.send_json(401, {"error": "not logged in"})
         self.send_response(204)
@@ -386,7 +397,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def current_session(self) -> tuple[str, int] | None:
         """(user, expires) of a valid session cookie, else None."""
-        token = self.cookies().get(SESSION_COOKIE, "")
+        token = self.cookies().get(self.config.cookie_name(SESSION_COOKIE), "")
         user = self.config.session_user(token, time.time()) if token else None
         return (user, int(token.split("~")[1])) if user else None
 
