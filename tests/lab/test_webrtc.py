@@ -205,6 +205,24 @@ def viewer(first_deploy, rtc_lab, site_dir):
             yield browser
 
 
+def udp_dropped(viewer) -> int:
+    """Packets the viewer namespace's rule has dropped on their way to the Pi."""
+    return int(re.search(r"packets (\d+)", viewer.in_namespace("nft", "list", "table", "inet", "viewer").stdout)[1])
+
+
+def test_chromium_plays_webrtc_through_the_tcp_relay_with_udp_to_the_pi_dropped(viewer, rtc_lab, site_dir):
+    playing = viewer.line(150)
+    assert playing["event"] == "playing", json.dumps(playing)
+    assert (playing["width"], playing["height"]) == (320, 180) and playing["spread"] > 30, playing
+    assert viewer.line(30, "report")["advanced"] > 1, "the picture keeps moving"
+    assert viewer.line(30, "report")["transport"] == "webrtc"
+    assert udp_dropped(viewer) == 3, "Chromium sent no UDP to the Pi: the media came over the TCP relay"
+    # OME's own counters see the viewer, from the viewer's address, on the relay port.
+    wait_until(lambda: ome_sessions(site_dir).get("gate", 0) >= 1, "OME's session for the viewer", seconds=20, interval=1)
+    relay = on_pi(rtc_lab, f"ss -Htn state established '( sport = :3478 )' dst {viewer.address}")
+    assert relay, "the viewer's TURN connection to the relay port"
+
+
 @pytest.fixture(scope="module")
 def pinned(first_deploy, rtc_lab, tmp_path_factory) -> str:
     """The Pi's self-signed certificate, trusted as the only CA (as verify does)."""
