@@ -192,7 +192,7 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
     checker.attempt("H.264 encoder", lambda: encoder_choice(remote))
     if site.relays:
         checker.attempt("tunnel to every relay", lambda: tunnel_handshakes(remote, site, site.relays))
-        checker.attempt("relay in use", lambda: (bool(relay_in_use(site, host)), relay_in_use(site, host) or "none answers"))
+        checker.attempt("relay in use", lambda: (bool(used := relay_in_use(site, host)), used or "none answers"))
     checker.attempt("security updates", lambda: security_updates(remote, site))
     webrtc = [c.name for c in site.webrtc_cameras_on(host.name)]
     if webrtc:
