@@ -11,6 +11,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,28 +80,38 @@ class Viewer:
     process: subprocess.Popen
     address: str
     in_namespace: Callable[..., subprocess.CompletedProcess]
+    stderr: Path  # the viewer's own errors (Python's, chromedriver's): quoted when it stops answering
 
     def line(self, seconds: float, ask: str | None = None) -> dict:
         """The viewer's next JSON line (after sending `ask`), within `seconds`."""
         if ask:
+            assert self.process.poll() is None, self.exited()
             self.process.stdin.write(ask + "\n")
             self.process.stdin.flush()
         ready, _, _ = select.select([self.process.stdout], [], [], seconds)
-        assert ready, f"the viewer said nothing in {seconds} s"
+        assert ready, f"the viewer said nothing in {seconds} s; its stderr ends: {self.stderr_tail()}"
         line = self.process.stdout.readline()
-        assert line, f"the viewer exited ({self.process.poll()})"
+        assert line, self.exited()
         return json.loads(line)
+
+    def exited(self) -> str:
+        return f"the viewer exited ({self.process.poll()}); its stderr ends: {self.stderr_tail()}"
+
+    def stderr_tail(self) -> str:
+        return self.stderr.read_text(errors="replace")[-3000:] or "(nothing)"
 
 
 @contextlib.contextmanager
 def remote_browser(client, in_namespace, url: str, user: str, password: str, camera: str, transport: str = "webrtc"):
     """Chromium logged in at `url` inside the client's namespace, watching `camera`; quit (or killed) afterwards."""
-    process = subprocess.Popen(
-        [*client.exec_prefix, sys.executable, "-m", "tests.lab.remote_viewer", url, user, password, camera, transport],
-        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    stderr = Path(tempfile.mkstemp(prefix="remote-viewer-", suffix=".log")[1])
+    with stderr.open("w") as errors:
+        process = subprocess.Popen(
+            [*client.exec_prefix, sys.executable, "-m", "tests.lab.remote_viewer", url, user, password, camera, transport],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
+        )
     try:
-        yield Viewer(process, client.address, in_namespace)
+        yield Viewer(process, client.address, in_namespace, stderr)
     finally:
         if process.poll() is None:
             try:
@@ -110,3 +121,4 @@ def remote_browser(client, in_namespace, url: str, user: str, password: str, cam
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
                 process.wait(timeout=10)
+        stderr.unlink(missing_ok=True)
