@@ -19,8 +19,8 @@ case $link in
     *) echo "LINK must be static or dynamic, not '$link'" >&2; exit 2 ;;
 esac
 
-rm -rf "$work/nginx" "$work/nginx-rtmp-module" "$work/root"
-mkdir -p "$work/nginx" "$work/nginx-rtmp-module" "$work/root/DEBIAN"
+rm -rf "$work/nginx" "$work/nginx-rtmp-module" "$work/staging"
+mkdir -p "$work/nginx" "$work/nginx-rtmp-module" "$work/staging/DEBIAN"
 # Both tarballs hold one top directory (nginx-1.26.3/, nginx-rtmp-module-1.2.2/).
 tar -xf "$nginx_tarball" -C "$work/nginx" --strip-components=1
 tar -xf "$module_tarball" -C "$work/nginx-rtmp-module" --strip-components=1
@@ -42,9 +42,9 @@ IFS='
 ./configure $(cat "$flags_file") "--with-cc-opt=$cflags" "--with-ld-opt=$ldflags" "$module_flag=$work/nginx-rtmp-module"
 IFS=$old_ifs
 make -j"$(nproc)"
-make install DESTDIR="$work/root"
+make install DESTDIR="$work/staging"
 
-root=$work/root
+root=$work/staging
 # Only what the roles do not write: nginx.conf and the sites belong to the
 # nginx_rtmp role; the *.default copies and the CGI parameter files of the
 # modules left out are not installed.
@@ -123,4 +123,4 @@ chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 mkdir -p "$(dirname "$output")"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$output.partial"
 mv "$output.partial" "$output"
-rm -rf "$work/nginx" "$work/nginx-rtmp-module" "$work/root"
+rm -rf "$work/nginx" "$work/nginx-rtmp-module" "$work/staging"
