@@ -29,8 +29,8 @@ case $optimize in
 esac
 jobs=$(nproc)
 
-rm -rf "$work/ome" "$work/spdlog" "$work/prefix" "$work/staging"
-mkdir -p "$work/ome" "$work/spdlog" "$work/prefix" "$work/staging/DEBIAN"
+rm -rf "$work/ome" "$work/spdlog" "$work/prefix" "$work/root"
+mkdir -p "$work/ome" "$work/spdlog" "$work/prefix" "$work/root/DEBIAN"
 tar -xf "$ome_tarball" -C "$work/ome" --strip-components=1
 tar -xf "$spdlog_tarball" -C "$work/spdlog" --strip-components=1
 test -f "$work/ome/src/Makefile" || { echo "$ome_tarball is not an OvenMediaEngine source release (no src/Makefile)" >&2; exit 3; }
@@ -54,7 +54,7 @@ make -C "$work/ome/src" release -j"$jobs" \
     CONFIG_PKG_PATHS="$work/prefix/lib/pkgconfig" CONFIG_LIBRARY_PATHS= \
     CXXFLAGS="-I$work/prefix/include -DSPDLOG_FMT_EXTERNAL $extra_flags" CFLAGS="$extra_flags"
 
-root=$work/staging
+root=$work/root
 binary=$work/ome/src/bin/RELEASE/OvenMediaEngine
 test -x "$binary" || { echo "the build made no $binary" >&2; exit 4; }
 install -D -m 0755 "$binary" "$root/usr/bin/OvenMediaEngine"
@@ -98,4 +98,4 @@ CONTROL
 mkdir -p "$(dirname "$output")"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$output.partial"
 mv "$output.partial" "$output"
-rm -rf "$work/ome" "$work/spdlog" "$work/prefix" "$work/staging"
+rm -rf "$work/ome" "$work/spdlog" "$work/prefix" "$work/root"
