@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pi_stream import PROJECT_ROOT, proc
+from pi_stream import PROJECT_ROOT, ome_source, proc
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
 from pi_stream.nginx_source import cache_root
 from pi_stream.site import INVENTORY_FILE, Site
@@ -27,6 +27,11 @@ PLAYBOOK = PROJECT_ROOT / "playbooks" / "site.yml"
 ROLES_DIR = PROJECT_ROOT / "roles"
 CALLBACK_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
 DEPLOY_TIMEOUT_SECONDS = 3600  # a cold Pi installs ffmpeg and nginx over a slow link
+# The longest each source build may run (the roles' *_build_timeout_seconds
+# defaults, which tests/unit/test_deploy.py holds equal): a deploy that builds
+# gets these on top, or it would stop a build the role still allows.
+NGINX_BUILD_TIMEOUT_SECONDS = 14400
+OME_BUILD_TIMEOUT_SECONDS = 36000
 SSH_PROBE_TIMEOUT_SECONDS = 5.0
 SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=60s"  # also in ansible.cfg, for plain ansible-playbook
 
@@ -140,15 +145,26 @@ def new_run_dir(site: Site) -> Path:
     return path
 
 
+def deploy_timeout(site: Site) -> float:
+    """How long the whole ansible-playbook run may take: the install, plus every build the site asks for."""
+    timeout = DEPLOY_TIMEOUT_SECONDS
+    if site.nginx_install_method == "source":
+        timeout += NGINX_BUILD_TIMEOUT_SECONDS
+    if ome_source.builds_ome(site):
+        timeout += OME_BUILD_TIMEOUT_SECONDS
+    return timeout
+
+
 def deploy(
     site: Site,
     *,
     check: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-    timeout: float = DEPLOY_TIMEOUT_SECONDS,
+    timeout: float | None = None,
     sources_checked: bool = False,
 ) -> DeployResult:
     """Provision every host of the site. Raises UnreachableError before running anything if a host is down."""
+    timeout = deploy_timeout(site) if timeout is None else timeout
     check_reachable(site)
     argv = playbook_argv(site, check=check, sources_checked=sources_checked)
     run_dir = new_run_dir(site)

@@ -19,6 +19,7 @@ from pi_stream import PROJECT_ROOT
 from pi_stream.nginx_source import SourceArchive
 
 if TYPE_CHECKING:  # the site model imports this module for its role variables
+    from pi_stream.site.model import Site
     from pi_stream.site.webrtc import OmeSource
 
 BUILD_FILES_DIR = PROJECT_ROOT / "roles" / "webrtc_ome" / "files" / "source-build"
@@ -60,3 +61,8 @@ def role_vars(source: OmeSource) -> dict:
         "build_host": source.build_host,
         "optimize": source.optimize,
     }
+
+
+def builds_ome(site: Site) -> bool:
+    """Whether some host gets OME from source (a site with WebRTC cameras and install_method source)."""
+    return site.webrtc is not None and site.webrtc.install_method == "source" and any(site.webrtc_cameras_on(h.name) for h in site.hosts)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pi_stream import credentials
+from pi_stream import credentials, ome_source
 from pi_stream.console import Console, table
 from pi_stream.deploy import DeployResult, deploy
-from pi_stream import ome_source
 from pi_stream.nginx_source import fetch_archives, fetch_sources
 from pi_stream.errors import ExitStatus, PiStreamError, SiteError, VerifyError
 from pi_stream.render import render_site
@@ -62,7 +61,7 @@ def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -
             paths += fetch_sources(source, site_file, cache, console.progress)
         except SiteError as exc:
             problems += exc.problems
-    if builds_ome(site):
+    if ome_source.builds_ome(site):
         ome = site.webrtc.source
         console.progress(f"OvenMediaEngine {ome.ome.version} with spdlog {ome.spdlog.version} from source: checking the tarballs")
         try:
@@ -72,11 +71,6 @@ def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -
     if problems:
         raise SiteError(problems)
     return paths
-
-
-def builds_ome(site: Site) -> bool:
-    """Whether some host gets OME from source (a site with WebRTC cameras and install_method source)."""
-    return site.webrtc is not None and site.webrtc.install_method == "source" and any(site.webrtc_cameras_on(h.name) for h in site.hosts)
 
 
 def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:

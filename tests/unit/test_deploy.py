@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 
-from pi_stream.deploy import DeployResult, absorb, parse_event, playbook_argv
+import yaml
+
+from pi_stream.deploy import (
+    DEPLOY_TIMEOUT_SECONDS,
+    NGINX_BUILD_TIMEOUT_SECONDS,
+    OME_BUILD_TIMEOUT_SECONDS,
+    ROLES_DIR,
+    DeployResult,
+    absorb,
+    deploy_timeout,
+    parse_event,
+    playbook_argv,
+)
 from pi_stream.errors import ExitStatus
 from pi_stream.site import load_site
+from tests.conftest import EXAMPLE_SITES
 
 
 def test_playbook_argv_is_a_list_with_site_and_bundle(make_site):
@@ -92,3 +105,21 @@ def test_ansible_runs_without_ssh_compression_both_ways(make_site):
     config = configparser.ConfigParser()
     config.read(PROJECT_ROOT / "ansible.cfg")
     assert config["ssh_connection"]["ssh_args"] == SSH_ARGS, "plain ansible-playbook gets the same"
+
+
+def role_default(role: str, name: str) -> int:
+    return yaml.safe_load((ROLES_DIR / role / "defaults" / "main.yml").read_text())[name]
+
+
+def test_a_deploy_that_builds_may_run_as_long_as_its_builds_may(make_site):
+    """The run's limit covers each build the roles allow, so pi-stream never stops a build Ansible still waits for."""
+    assert role_default("nginx_rtmp", "nginx_rtmp_build_timeout_seconds") == NGINX_BUILD_TIMEOUT_SECONDS
+    assert role_default("webrtc_ome", "webrtc_ome_build_timeout_seconds") == OME_BUILD_TIMEOUT_SECONDS
+    assert deploy_timeout(load_site(make_site("two-pis"))) == DEPLOY_TIMEOUT_SECONDS
+    assert deploy_timeout(load_site(make_site("webrtc"))) == DEPLOY_TIMEOUT_SECONDS + OME_BUILD_TIMEOUT_SECONDS
+    both = load_site(make_site("webrtc", nginx={"install_method": "source"}))
+    assert deploy_timeout(both) == DEPLOY_TIMEOUT_SECONDS + NGINX_BUILD_TIMEOUT_SECONDS + OME_BUILD_TIMEOUT_SECONDS
+    webrtc = EXAMPLE_SITES["webrtc"][0]["webrtc"]
+    image = "docker.io/airensoft/ovenmediaengine@sha256:" + "0" * 64
+    in_a_container = load_site(make_site("webrtc", webrtc={**webrtc, "install_method": "container", "image": image}))
+    assert deploy_timeout(in_a_container) == DEPLOY_TIMEOUT_SECONDS
