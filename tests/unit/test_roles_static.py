@@ -6,6 +6,7 @@ parsed, not grepped, wherever the rule is about a task's module or keywords.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -331,7 +332,7 @@ RELAY_ROLES = ["firewall", "wireguard_link", "viewer_auth", "dvr_proxy", "nginx_
 
 
 def test_playbook_shape():
-    keys, render, provision, relays = load(ROOT / "playbooks/site.yml")
+    keys, render, provision = load(ROOT / "playbooks/site.yml")
     # Keys first: rendering a relay site needs every host's public key, made on the host.
     assert keys["hosts"] == "all:!pi_stream_builders"
     assert [t["ansible.builtin.include_role"] for t in keys["tasks"]] == [{"name": "wireguard_link", "tasks_from": "keys"}]
@@ -343,14 +344,14 @@ def test_playbook_shape():
     for task in render["tasks"]:
         assert task["run_once"] is True and task["delegate_to"] == "localhost"
         assert task["changed_when"] is False and task["check_mode"] is False
-    # Build hosts only build packages, relays only relay; neither is provisioned as an appliance.
-    assert provision["hosts"] == "all:!pi_stream_builders:!pi_stream_relays"
+    # Build hosts only build packages. Appliances and relays share one play, so they are provisioned side by
+    # side; a relay skips the roles only an appliance has.
+    assert provision["hosts"] == "all:!pi_stream_builders"
     assert [r["role"] for r in provision["roles"]] == ROLE_ORDER
-    assert relays["hosts"] == "pi_stream_relays"
-    assert [r["role"] for r in relays["roles"]] == RELAY_ROLES
-    for play, kind in ((provision, "appliance"), (relays, "relay")):
-        assert play["any_errors_fatal"] is False and play["vars"] == {"pi_stream_play_kind": kind}
-        assert play["pre_tasks"][0]["ansible.builtin.import_tasks"] == "tasks/host-bundle.yml"
+    relay_roles = [r["role"] for r in provision["roles"] if r.get("when") != 'pi_stream_play_kind == "appliance"']
+    assert relay_roles == RELAY_ROLES
+    assert provision["any_errors_fatal"] is False
+    assert provision["pre_tasks"][0]["ansible.builtin.import_tasks"] == "tasks/host-bundle.yml"
     host_bundle = load(ROOT / "playbooks/tasks/host-bundle.yml")
     include = host_bundle[0]["ansible.builtin.include_vars"]
     assert include["file"] == "{{ pi_stream_bundle }}/_vars/{{ inventory_hostname }}.yml"
@@ -403,6 +404,44 @@ def test_plain_ansible_playbook_renders_what_pi_stream_renders(make_site, tmp_pa
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
     assert files(bundle) == files(reference)
+
+
+def test_a_host_whose_inventory_group_disagrees_with_its_bundle_is_stopped_before_anything_changes(make_site, tmp_path):
+    """One play provisions appliances and relays; the inventory's group decides which a host is, and the bundle
+    must agree. Rendered from the site's own inventory, then played with one that moves pi1 into
+    pi_stream_relays and relay2 out of it: both stop at the check; relay1, in its right group, passes it.
+
+    Every host's address is a closed port on loopback: a host that got past the check fails at its first
+    connection, so nothing here can touch this machine.
+    """
+    site = make_site("relay")
+    playbook_inventory = tmp_path / "moved" / "inventory.yml"
+    playbook_inventory.parent.mkdir()
+    closed = {"ansible_host": "127.0.0.1", "ansible_port": 9}
+    playbook_inventory.write_text(yaml.safe_dump({"all": {
+        "hosts": {"relay2": closed},
+        "children": {"pi_stream_relays": {"hosts": {"pi1": closed, "relay1": closed}}},
+    }}))
+    env = {**ansible_env(), "ANSIBLE_STDOUT_CALLBACK": "pi_stream_events",
+           "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "pi_stream" / "ansible_plugins" / "callback")}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(playbook_inventory), str(ROOT / "playbooks/site.yml"),
+         "--tags", "always", "-e", f"pi_stream_site={site}"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    check = "Check that this play provisions this kind of host"
+    outcome = {e["host"]: e for e in events if e.get("task") == check and e["event"] in ("ok", "failed")}
+    assert outcome["relay1"]["event"] == "ok"
+    assert outcome["pi1"]["event"] == "failed"
+    assert "pi1 is rendered as appliance but this play provisions the relay" in outcome["pi1"]["message"]
+    assert outcome["relay2"]["event"] == "failed"
+    assert "relay2 is rendered as relay but this play provisions the appliance" in outcome["relay2"]["message"]
+    for host in ("pi1", "relay2"):
+        after = events[events.index(outcome[host]) + 1:]
+        assert not [e for e in after if e.get("host") == host], f"{host} went on past the check"
+    assert [e for e in events if e["event"] == "unreachable" and e["host"] == "relay1"], "relay1 went on, to its first connection"
 
 
 # --- Linters ---------------------------------------------------------------------------
