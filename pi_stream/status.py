@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pi_stream.capture import RUNTIME_DIR
 from pi_stream.console import table
 from pi_stream.site import Site
+from pi_stream.tunnel import AGENT_STATE
 from pi_stream.updates import UpdatesVerdict, judge, read_report
 
 STATUS_FILE = f"{RUNTIME_DIR}/status.json"
@@ -31,6 +32,8 @@ class HostStatus:
     # OME's answer for a host with WebRTC cameras ({"streams": {camera: sessions}} or {"error": ...}), and which it should have.
     webrtc: dict | None = None
     webrtc_cameras: tuple[str, ...] = ()
+    # A Pi of a relay site: its relay agent's state file ({"active": relay, "relays": {...}}), or {"error": ...}.
+    relay: dict | None = None
 
     @property
     def troubled(self) -> list[dict]:
@@ -56,7 +59,23 @@ def read_host_status(site: Site, host_name: str, now: float | None = None) -> Ho
         from pi_stream.webrtc_checks import ome_streams
 
         status.webrtc = ome_streams(remote)
+    if site.relays:
+        status.relay = relay_agent_state(remote.run("cat %s", AGENT_STATE), now)
     return status
+
+
+def relay_agent_state(result, now: float | None) -> dict:
+    """The relay agent's state file, read with `cat`, or {"error": what is wrong and where to look}."""
+    if result.rc != 0:
+        return {"error": f"no {AGENT_STATE}: is pi-stream-relay running? (systemctl status pi-stream-relay)"}
+    try:
+        state = json.loads(result.stdout)
+    except ValueError:
+        return {"error": f"{AGENT_STATE} is not JSON: is pi-stream-relay the version pi-stream deployed?"}
+    age = (now or time.time()) - state.get("updated", 0)
+    if age > STALE_SECONDS:  # the agent writes it every second
+        return {"error": f"its state is {age:.0f} s old: pi-stream-relay is not running (journalctl -u pi-stream-relay)"}
+    return state
 
 
 def capture_status(host_name: str, result, now: float | None) -> HostStatus:
@@ -110,6 +129,8 @@ def format_host(status: HostStatus, now: float | None = None) -> str:
         lines.append(f"  {kind}: {entry['path']} {entry['free_percent']:g}% free{note}")
     if status.webrtc is not None:
         lines.append(f"  WebRTC (OvenMediaEngine): {webrtc_summary(status.webrtc, status.webrtc_cameras)}")
+    if status.relay is not None:
+        lines.append(f"  relay: {relay_summary(status.relay)}")
     if status.updates is not None:
         lines.append(f"  security updates: {status.updates.summary}")
         lines += [f"    {note}" for note in status.updates.notes]
@@ -128,6 +149,28 @@ def webrtc_summary(answer: dict, cameras: tuple[str, ...]) -> str:
     if missing:
         parts.append(f"NOT IN OME: {', '.join(missing)} (journalctl -u nginx -u pi-stream-ome)")
     return ", ".join(parts)
+
+
+def relay_ok(state: dict) -> bool:
+    """The agent runs and some relay answers it: remote viewers can get a picture."""
+    return "error" not in state and any(r["up"] for r in state.get("relays", {}).values())
+
+
+def relay_summary(state: dict) -> str:
+    """Which relay the Pi pushes to, and how each relay answers its probes through the tunnel."""
+    if "error" in state:
+        return f"unknown: {state['error']}"
+    relays = state.get("relays", {})
+    health = ", ".join(
+        f"{name} up" if r["up"] else f"{name} DOWN ({r.get('failures', 0)} probes missed)" for name, r in relays.items()
+    )
+    active = state.get("active")
+    if not relay_ok(state):
+        return f"NONE ANSWERS ({health}): remote viewers get no picture; check the relays and this Pi's uplink"
+    # The agent counts its first choice as a switch too.
+    moves = max(0, state.get("switches", 0) - 1)
+    moved = f"; moved {moves} time{'s' if moves != 1 else ''} since it started" if moves else ""
+    return f"pushing to {active} ({health}){moved}"
 
 
 def snapshot_age(camera: dict, now: float) -> str:

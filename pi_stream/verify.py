@@ -133,13 +133,15 @@ def verify_site(
 
 
 def relay_in_use(site: Site, host: Host) -> str:
-    """The relay a Pi of a relay site pushes to now, from its agent's state file ("" if it cannot be read)."""
+    """The relay a Pi of a relay site pushes to now, from its agent's state file ("" if none answers or it cannot be said)."""
+    from pi_stream.status import relay_agent_state, relay_ok
     from pi_stream.tunnel import AGENT_STATE
 
     try:
-        return json.loads(testinfra_host(site, host).file(AGENT_STATE).content_string).get("active") or ""
-    except Exception:  # noqa: BLE001 - no file, no ssh, not JSON: all mean "not known", which the check reports
+        state = relay_agent_state(testinfra_host(site, host).run("cat %s", AGENT_STATE), None)
+    except RuntimeError:  # testinfra's Ansible backend: host unreachable, which the ssh check reports
         return ""
+    return state["active"] if relay_ok(state) else ""
 
 
 def files_match(remote, files) -> tuple[bool, str]:

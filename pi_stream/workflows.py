@@ -136,7 +136,7 @@ def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatu
     """Print each host's capture status. Exit 5 when a camera is failing or disabled, or a host cannot say."""
     import json
 
-    from pi_stream.status import format_host, read_host_status
+    from pi_stream.status import format_host, read_host_status, relay_ok
 
     statuses = [read_host_status(site, host.name) for host in site.hosts]
     if as_json:
@@ -145,6 +145,7 @@ def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatu
         console.info("\n\n".join(format_host(s) for s in statuses))
     troubled = [f"{s.host}: {c['camera']} ({c['state']})" for s in statuses for c in s.troubled]
     troubled += [f"{s.host}: security updates" for s in statuses if s.updates is not None and not s.updates.ok]
+    troubled += [f"{s.host}: relays" for s in statuses if s.relay is not None and not relay_ok(s.relay)]
     unknown = [s.host for s in statuses if s.error]
     if troubled or unknown:
         console.error("needs attention: " + ", ".join(troubled + [f"{h}: no status" for h in unknown]))
@@ -159,6 +160,8 @@ def status_document(status) -> dict:
         document["security_updates"] = {"ok": status.updates.ok, "summary": status.updates.summary, "notes": list(status.updates.notes)}
     elif status.updates_error:
         document["security_updates"] = {"error": status.updates_error}
+    if status.relay is not None:
+        document["relay"] = status.relay
     return document
 
 

@@ -30,6 +30,7 @@ from pi_stream import credentials
 from pi_stream.console import Console
 from pi_stream.errors import ExitStatus
 from pi_stream.render import render_site
+from pi_stream.status import read_host_status, relay_summary
 from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
@@ -214,7 +215,7 @@ def test_the_upload_is_one_stream_whatever_the_number_of_viewers(browser, remote
     assert ten_relay > 5 * one_relay, "the relay did send the ten viewers their copies"
 
 
-def test_relay1_gone_the_player_resumes_through_relay2(browser, relay_lab):
+def test_relay1_gone_the_player_resumes_through_relay2(browser, relay_lab, site_dir):
     from pi_stream import lab
 
     with lab.network_gone(relay_lab, RELAY1):
@@ -223,6 +224,9 @@ def test_relay1_gone_the_player_resumes_through_relay2(browser, relay_lab):
         state = agent_state(relay_lab)
         assert state["active"] == RELAY2 and not state["relays"][RELAY1]["up"], state
         assert pushes(relay_lab) == 1
+        # What the owner sees: `pi-stream status` names the relay in use and the one gone.
+        said = relay_summary(read_host_status(load_site(site_dir), PI).relay)
+        assert said.startswith(f"pushing to {RELAY2} ({RELAY1} DOWN") and "; moved " in said, said
 
 
 def test_relay1_back_the_pi_and_the_player_return_to_it(browser, relay_lab):
