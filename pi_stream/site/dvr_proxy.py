@@ -11,7 +11,6 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pi_stream.credentials import VIEWERS_FILE
 from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields
 from pi_stream.site.inventory import Host
 from pi_stream.site.web import Web
@@ -165,10 +164,4 @@ def parse_dvr_viewers(entry: Fields, viewers: tuple[str, ...], auth: bool) -> tu
         return viewers if auth else ()
     if not auth:
         entry.error("viewers", "only with viewer_auth: true (the viewers who pass the appliance's login in front of the DVR)")
-    allowed = []
-    for i, viewer in enumerate(entry.items("viewers")):
-        if viewer not in viewers:
-            entry.error(f"viewers[{i}]", f"no viewer {viewer!r} in {VIEWERS_FILE}; add it with `pi-stream user add SITE {viewer}`")
-        else:
-            allowed.append(viewer)
-    return tuple(dict.fromkeys(allowed))
+    return entry.viewer_names("viewers", viewers)

@@ -13,6 +13,7 @@ import difflib
 import re
 from typing import Any
 
+from pi_stream.credentials import VIEWERS_FILE
 from pi_stream.errors import SiteError
 
 # Names become file names, systemd instance names and URL path segments.
@@ -116,6 +117,16 @@ class Fields:
             self.error(key, f"must be a list, got {type_name(value)}")
             return []
         return value
+
+    def viewer_names(self, key: str, viewers: tuple[str, ...]) -> tuple[str, ...]:
+        """A list of viewers' names (no repeats, site order kept); each one not in viewers.htpasswd is an error saying how to add it."""
+        named = []
+        for i, name in enumerate(self.items(key)):
+            if name not in viewers:
+                self.error(f"{key}[{i}]", f"no viewer {name!r} in {VIEWERS_FILE}; add it with `pi-stream user add SITE {name}`")
+            else:
+                named.append(name)
+        return tuple(dict.fromkeys(named))
 
     def sub(self, key: str) -> Fields:
         return Fields(self.raw(key, {}), self.at(key), self.file, self.problems)

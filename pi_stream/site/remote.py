@@ -163,17 +163,12 @@ def parse_remote(
             )
     if not https:
         top.error("topology", "relays face the internet: set web.https: true")
-    admins = []
-    for i, name in enumerate(relay_section.items("admins")):
-        if name not in viewers:
-            relay_section.error(f"admins[{i}]", f"no viewer {name!r} in viewers.htpasswd; add it with `pi-stream user add SITE {name}`")
-        else:
-            admins.append(name)
+    admins = relay_section.viewer_names("admins", viewers)
     admin_port = relay_section.integer("admin_port", DEFAULT_ADMIN_PORT, 1, 65535)
     relay_section.done()
     return Remote(
         topology="relay", relays=tuple(relays), tunnel_subnet=subnet, wireguard_port=port, failback_seconds=failback,
-        admins=tuple(dict.fromkeys(admins)), admin_port=admin_port,
+        admins=admins, admin_port=admin_port,
     )
 
 
