@@ -9,7 +9,7 @@ import yaml
 
 from pi_stream.errors import ExitStatus, SiteError
 from pi_stream.site import load_site, role_vars
-from tests.conftest import write_site
+from tests.conftest import EXAMPLE_SITES, VIEWER, write_site
 
 CAMERA = {"name": "cam", "source": {"type": "testsrc"}}
 
@@ -445,3 +445,15 @@ def test_relay_site_model(make_site):
     assert site.public_udp_ports("relay1") == (51820,) and site.public_udp_ports("pi1") == ()
     assert site.open_tcp_ports("pi1") == (22,) and site.private_tcp_ports("pi1") == (80, 443, 9443, 7682)
     assert site.open_tcp_ports("relay1") == (22, 80, 443, 8443, 9443, 7682), "and the routes to the Pi (relay.admins)"
+
+
+def test_viewers_named_in_dvr_proxy_and_relay_admins_must_exist(tmp_path):
+    """Both lists are checked against viewers.htpasswd the same way: each unknown name at its index, with the fix."""
+    site, hosts = EXAMPLE_SITES["relay"]
+    relay = {**site["relay"], "admins": [VIEWER, "zed", VIEWER]}
+    dvr_proxy = {"barn": {**site["dvr_proxy"]["barn"], "viewers": ["ghost", VIEWER]}}
+    directory = write_site(tmp_path / "s", {**site, "relay": relay, "dvr_proxy": dvr_proxy}, hosts)
+    problems = problems_by_path(directory)
+    assert problems["relay.admins[1]"] == "no viewer 'zed' in viewers.htpasswd; add it with `pi-stream user add SITE zed`\n"
+    assert problems["dvr_proxy.barn.viewers[0]"] == "no viewer 'ghost' in viewers.htpasswd; add it with `pi-stream user add SITE ghost`\n"
+    assert not [path for path in problems if path.startswith(("relay.admins[0]", "relay.admins[2]", "dvr_proxy.barn.viewers[1]"))]
