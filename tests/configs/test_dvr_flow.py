@@ -64,8 +64,16 @@ class Published:
         # websockets sends its own Host: a second one would get a 400 from nginx.
         headers = {"Cookie": cookie} if cookie else None
         url = f"wss://127.0.0.1:{self.ws_port}{STREAM}"
-        with connect(url, ssl=self.tls(), additional_headers=headers, open_timeout=10, close_timeout=2, max_size=None) as socket:
-            return [int.from_bytes(socket.recv(timeout=5)[:8], "big") for _ in range(count)]
+        try:
+            with connect(url, ssl=self.tls(), additional_headers=headers, open_timeout=10, close_timeout=2, max_size=None) as socket:
+                return [int.from_bytes(socket.recv(timeout=5)[:8], "big") for _ in range(count)]
+        except TimeoutError as exc:
+            # Seen once in CI, never again in 30 runs here: say what nginx and the login service were doing.
+            service = self.appliance.service
+            alive = "running" if service is not None and service.poll() is None else "NOT running"
+            log = self.appliance.root / "var/log/nginx/error.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no error log)"
+            raise AssertionError(f"{url}: no answer in 10 s; the login service is {alive}; nginx's error log ends:\n{tail}") from exc
 
     def new_log_lines(self, before: str, count: int) -> list[str]:
         """The auth log's lines after `before`, once there are `count` (nginx writes them after answering)."""
