@@ -47,7 +47,7 @@ from pi_stream.errors import ExitStatus  # noqa: E402
 from pi_stream.site import load_site  # noqa: E402
 from pi_stream.workflows import run_deploy  # noqa: E402
 from tests.conftest import wait_until, write_site  # noqa: E402
-from tests.lab.conftest import remote_browser  # noqa: E402
+from tests.lab.conftest import remote_browser, run_in  # noqa: E402
 from tests.lab.relays import PI, agent_state, on, playing_through, tx_bytes, url_of  # noqa: E402
 
 LAB = "relaybench"
@@ -74,11 +74,6 @@ def deploy_site(workdir: Path, lab_state) -> Path:
     if result.status != ExitStatus.OK:
         raise SystemExit(f"deploy failed: {result.failures}")
     return directory
-
-
-def in_namespace(client, *argv: str, timeout: float = 300) -> str:
-    return subprocess.run([*client.exec_prefix, *argv], capture_output=True, text=True, timeout=timeout, check=True, cwd=REPO,
-                          stdin=subprocess.DEVNULL).stdout.strip()
 
 
 def upload_per_minute(lab_state, client, url: str, viewers: int, window: float) -> dict:
@@ -128,9 +123,9 @@ def clock_on_the_pi(lab_state, site):
 
 
 def clock_latency(client, url: str, seconds: float) -> dict:
-    out = in_namespace(client, sys.executable, "-m", "bench.relay.clock_viewer", url + "/", USER, PASSWORD, str(seconds),
-                       timeout=seconds + 180)
-    return json.loads(out)
+    out = run_in(client, sys.executable, "-m", "bench.relay.clock_viewer", url + "/", USER, PASSWORD, str(seconds),
+                 timeout=seconds + 180)
+    return json.loads(out.stdout)
 
 
 def main() -> int:
@@ -158,11 +153,7 @@ def main() -> int:
                 figures["upload"] = {"through_relay": relay_runs, "port_forward_baseline": direct_runs}
                 print(json.dumps(figures["upload"]), flush=True)
 
-                def in_remote(*argv: str, input: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
-                    return subprocess.run([*remote.exec_prefix, *argv], input=input, capture_output=True, text=True,
-                                          timeout=timeout, check=True, cwd=REPO)
-
-                with remote_browser(remote, in_remote, url_of(state, RELAY1) + "/", USER, PASSWORD, CAMERA, "hls") as browser:
+                with remote_browser(remote, url_of(state, RELAY1) + "/", USER, PASSWORD, CAMERA, "hls") as browser:
                     if browser.line(120)["event"] != "playing":
                         raise SystemExit("the remote browser never played")
                     rounds = [failover_and_back(state, browser) for _ in range(args.repeat)]

@@ -6,6 +6,7 @@ Set PI_STREAM_KEEP_LAB=1 to leave a lab up for debugging (`pi-stream lab ssh --n
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -73,6 +74,13 @@ def ssh(lab_state, host: str, *command: str, timeout: float = 60) -> subprocess.
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_in(client, *argv: str, input: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
+    """argv run inside a client namespace of a lab (a viewer's), from the repository; a non-zero exit raises.
+    The child gets a stdin of its own, an empty pipe at least (pi_stream/proc.py says why)."""
+    return subprocess.run([*client.exec_prefix, *argv], input=input, capture_output=True, text=True, timeout=timeout, check=True,
+                          cwd=REPO)
+
+
 @dataclass
 class Viewer:
     """tests/lab/remote_viewer.py (Chromium on the player page) running in its namespace, and what the tests ask of it."""
@@ -102,7 +110,7 @@ class Viewer:
 
 
 @contextlib.contextmanager
-def remote_browser(client, in_namespace, url: str, user: str, password: str, camera: str, transport: str = "webrtc"):
+def remote_browser(client, url: str, user: str, password: str, camera: str, transport: str = "webrtc"):
     """Chromium logged in at `url` inside the client's namespace, watching `camera`; quit (or killed) afterwards."""
     stderr = Path(tempfile.mkstemp(prefix="remote-viewer-", suffix=".log")[1])
     with stderr.open("w") as errors:
@@ -111,7 +119,7 @@ def remote_browser(client, in_namespace, url: str, user: str, password: str, cam
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True,
         )
     try:
-        yield Viewer(process, client.address, in_namespace, stderr)
+        yield Viewer(process, client.address, functools.partial(run_in, client), stderr)
     finally:
         if process.poll() is None:
             try:

@@ -14,6 +14,7 @@ The tests run in order, each from the state the previous one left.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -35,7 +36,7 @@ from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import REPO, booted_lab, remote_browser, ssh
+from tests.lab.conftest import REPO, booted_lab, remote_browser, run_in, ssh
 from tests.lab.relays import agent_state, on, playing_through, pushes, tx_bytes, url_of
 
 LAB = "relaytest"
@@ -103,11 +104,7 @@ def remote(first_deploy, relay_lab):
     with lab.client_namespace(relay_lab, "remote") as client:
         pairs = [(lab.host_port(relay_lab, PI), lab.client_port(relay_lab, client))]
         with lab.unreachable(relay_lab, "internet", pairs):
-            def in_namespace(*argv: str, input: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
-                return subprocess.run([*client.exec_prefix, *argv], input=input, capture_output=True, text=True,
-                                      timeout=timeout, check=True, cwd=REPO)
-
-            yield RemoteViewer(client.exec_prefix, client.address, in_namespace)
+            yield RemoteViewer(client.exec_prefix, client.address, functools.partial(run_in, client))
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,7 @@ def from_this_machine(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser(remote, relay_lab):
-    with remote_browser(remote, remote.run, url_of(relay_lab, RELAY1) + "/", VIEWER, VIEWER_PASSWORD, CAMERA, "hls") as viewer:
+    with remote_browser(remote, url_of(relay_lab, RELAY1) + "/", VIEWER, VIEWER_PASSWORD, CAMERA, "hls") as viewer:
         yield viewer
 
 

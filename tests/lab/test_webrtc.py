@@ -22,11 +22,11 @@ run in order, each from the state the previous one left.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +43,7 @@ from pi_stream.status import read_host_status
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import booted_lab, controller_cache, nvr_beside, remote_browser, ssh
+from tests.lab.conftest import booted_lab, controller_cache, nvr_beside, remote_browser, run_in, ssh
 
 LAB = "rtctest"
 REPO = Path(__file__).resolve().parents[2]
@@ -189,9 +189,7 @@ def viewer(first_deploy, rtc_lab, site_dir):
 
     pi = rtc_lab.hosts[0].address
     with lab.client_namespace(rtc_lab, "rtcviewer") as client:
-        def in_namespace(*argv: str, input: str = "") -> subprocess.CompletedProcess:
-            # Every child gets a stdin of its own (an empty pipe at least): see pi_stream/proc.py.
-            return subprocess.run([*client.exec_prefix, *argv], input=input, capture_output=True, text=True, timeout=60, check=True)
+        in_namespace = functools.partial(run_in, client, timeout=60)
 
         in_namespace("nft", "-f", "-", input=f"table inet viewer {{\n chain out {{\n  type filter hook output priority 0;\n"
                                               f"  ip daddr {pi} meta l4proto udp counter drop\n }}\n}}\n")
@@ -201,7 +199,7 @@ def viewer(first_deploy, rtc_lab, site_dir):
         assert in_namespace(sys.executable, "-c", control).stdout.strip() == "3"
         assert "packets 3 " in in_namespace("nft", "list", "table", "inet", "viewer").stdout
 
-        with remote_browser(client, in_namespace, f"https://{pi}/", VIEWER, VIEWER_PASSWORD, "gate") as browser:
+        with remote_browser(client, f"https://{pi}/", VIEWER, VIEWER_PASSWORD, "gate") as browser:
             yield browser
 
 
