@@ -180,7 +180,7 @@ def client_namespace(lab_obj: Lab, name: str) -> Iterator[Client]:
     address = f"{lab_obj.host_address.rsplit('.', 1)[0]}.{octet}"
     veth = model.client_veth(lab_obj.name, octet)
     try:
-        network.attach_namespace(namespace, veth, bridge, address, lab_obj.host_address, create=False)
+        network.attach_namespace(namespace, veth, bridge, address, lab_obj.host_address, create=False, ipv6=False)
         yield Client(address=address, exec_prefix=["ip", "netns", "exec", namespace], namespace=namespace)
     finally:
         inode = procs.netns_inode(network.NETNS_DIR / namespace)

@@ -42,8 +42,17 @@ def ensure_bridge(bridge: str, address: str) -> None:
     ip("link", "set", bridge, "up")
 
 
-def attach_namespace(namespace: str, veth: str, bridge: str, address: str, gateway: str, create: bool = True) -> None:
-    """A namespace whose eth0 sits on the lab bridge at `address`/24 (created unless `create` is False)."""
+def attach_namespace(
+    namespace: str, veth: str, bridge: str, address: str, gateway: str, create: bool = True, ipv6: bool = True
+) -> None:
+    """A namespace whose eth0 sits on the lab bridge at `address`/24 (created unless `create` is False).
+
+    ipv6=False: no IPv6 in the namespace at all. A link brought up gets its IPv6
+    link-local address about 1.7 s later, once duplicate address detection is
+    done (measured here); a browser started in that window sees the network change
+    under its first requests and fails them (Chromium: ERR_NETWORK_CHANGED). The
+    lab is IPv4 only, so a viewer's namespace loses nothing without it.
+    """
     if create:
         ip("netns", "add", namespace)  # fails if it exists: callers use that as an atomic claim
     if not link_exists(veth):
@@ -51,6 +60,9 @@ def attach_namespace(namespace: str, veth: str, bridge: str, address: str, gatew
         ip("link", "add", veth, "type", "veth", "peer", "name", peer)
         ip("link", "set", peer, "netns", namespace)
         ip("-n", namespace, "link", "set", peer, "name", "eth0")
+    if not ipv6:
+        run(["ip", "netns", "exec", namespace, "sysctl", "-q", "-w",
+             "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"], timeout=30)
     ip("link", "set", veth, "master", bridge)
     ip("link", "set", veth, "up")
     ip("-n", namespace, "addr", "replace", f"{address}/24", "dev", "eth0")

@@ -157,6 +157,8 @@ def test_a_client_namespace_reaches_a_container_and_is_removed(lab2):
         # The container sees the stranger's own address (what fail2ban bans).
         seen = on(lab2, "pi2", "ip", "neigh", "show", client.address).stdout
         assert client.address in seen
+        # No IPv6 in a viewer's namespace: no link-local address arrives later and tells a browser the network changed.
+        assert sh(["ip", "-n", client.namespace, "-6", "addr", "show"], timeout=30).stdout == ""
         namespace = client.namespace
     assert namespace not in sh(["ip", "netns", "list"], timeout=30).stdout
 
