@@ -210,7 +210,9 @@ def test_reload_handlers_are_preceded_by_their_test(role):
         assert reporters, f"{role.name}: no handler between {test['name']!r} and {handler['name']!r} fails with its stderr"
     # A role may notify a later role's test handler (viewer_auth's token keys
     # are nginx configuration): handlers are play-wide, and that role flushes them.
-    later = [h for r in ROLE_ORDER[ROLE_ORDER.index(role.name) + 1:] for h in handlers_of(ROOT / "roles" / r)]
+    # (A helper role outside ROLE_ORDER, bundle_files, notifies nothing.)
+    after = ROLE_ORDER.index(role.name) + 1 if role.name in ROLE_ORDER else len(ROLE_ORDER)
+    later = [h for r in ROLE_ORDER[after:] for h in handlers_of(ROOT / "roles" / r)]
     for path, task in role_tasks():
         if role.name in path.parts:
             for name in listify(task.get("notify")):
