@@ -67,6 +67,8 @@ class DvrProxy:
     upload_mb: int
     # "https" for a route a relay publishes to a Pi through the tunnel (site.relay_routes): the Pi's own TLS ports.
     upstream_scheme: str = "http"
+    # Where a clash of its ports is reported: "dvr_proxy.NAME", or "relay.admin_port" for a Pi's own pages on a relay.
+    site_field: str = ""
 
     @property
     def ip_family(self) -> str:
@@ -126,6 +128,7 @@ def parse_dvr_proxies(section: Fields, web: Web, hosts: tuple[Host, ...], viewer
                 viewers=allowed,
                 cache_mb=entry.integer("cache_mb", 256, 0, 100_000),
                 upload_mb=entry.integer("upload_mb", 128, 1, 4096),
+                site_field=f"dvr_proxy.{name}",
             )
         )
         entry.done()

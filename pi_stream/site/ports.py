@@ -68,7 +68,7 @@ def check_relay_route_ports(remote, appliances, relays, dvrs, web: Web, file: st
         owners: dict[int, str] = {relay.ssh_port: f"SSH of relay {relay.name}", web.http_port: "web.http_port", web.https_port: "web.https_port"}
         for route in routes:
             for port in route.listen_ports():
-                what = "relay.admin_port" if route.login_paths == ("/auth/login",) else f"dvr_proxy.{route.name}"
+                what = route.site_field
                 if port in owners and owners[port] != what:
                     problems.add(file, what, f"port {port} on relay {relay.name} is already used by {owners[port]}; choose another port")
                 owners.setdefault(port, what)

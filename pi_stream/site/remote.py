@@ -200,7 +200,7 @@ def relay_routes(remote: Remote, appliances: tuple[Host, ...], dvrs: tuple[DvrPr
             name=route_name(pi.name), pi="", address=address, http_port=https_port, websocket_ports=(),
             # The Pi's own login through here: its 401s count at the relay's fail2ban too.
             login_paths=("/auth/login",), server_name="", https_port=remote.admin_port + index, viewer_auth=True,
-            viewers=remote.admins, cache_mb=0, upload_mb=1, upstream_scheme="https",
+            viewers=remote.admins, cache_mb=0, upload_mb=1, upstream_scheme="https", site_field="relay.admin_port",
         ))
         for dvr in dvrs:
             if dvr.pi != pi.name or dvr.server_name:
@@ -210,5 +210,6 @@ def relay_routes(remote: Remote, appliances: tuple[Host, ...], dvrs: tuple[DvrPr
                 websocket_ports=tuple(WebSocketPort(tls=ws.tls, plain=ws.tls) for ws in dvr.websocket_ports),
                 login_paths=dvr.login_paths, server_name="", https_port=dvr.https_port, viewer_auth=True,
                 viewers=remote.admins, cache_mb=0, upload_mb=dvr.upload_mb, upstream_scheme="https",
+                site_field=dvr.site_field,
             ))
     return tuple(routes)

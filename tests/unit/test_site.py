@@ -457,3 +457,18 @@ def test_viewers_named_in_dvr_proxy_and_relay_admins_must_exist(tmp_path):
     assert problems["relay.admins[1]"] == "no viewer 'zed' in viewers.htpasswd; add it with `pi-stream user add SITE zed`\n"
     assert problems["dvr_proxy.barn.viewers[0]"] == "no viewer 'ghost' in viewers.htpasswd; add it with `pi-stream user add SITE ghost`\n"
     assert not [path for path in problems if path.startswith(("relay.admins[0]", "relay.admins[2]", "dvr_proxy.barn.viewers[1]"))]
+
+
+def test_a_port_a_relay_publishes_twice_is_reported_at_the_field_that_took_it_second(tmp_path):
+    """On a relay, a Pi's own pages (relay.admin_port) and the DVRs it proxies share one set of ports; a DVR
+    whose login path is the Pi's own is still a DVR (a route is told by what made it, not by its paths)."""
+    site, hosts = EXAMPLE_SITES["relay"]
+    barn = {**site["dvr_proxy"]["barn"], "login_paths": ["/auth/login"]}
+    barn_port = barn["https_port"]
+    directory = write_site(tmp_path / "s", {**site, "relay": {**site["relay"], "admin_port": barn_port},
+                                            "dvr_proxy": {"barn": barn}}, hosts)
+    problems = problems_by_path(directory)
+    assert problems["dvr_proxy.barn"] == (
+        f"port {barn_port} on relay relay1 is already used by relay.admin_port; choose another port\n"
+        f"port {barn_port} on relay relay2 is already used by relay.admin_port; choose another port\n"
+    )
