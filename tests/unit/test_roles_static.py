@@ -468,3 +468,42 @@ def test_ansible_lint_production_profile():
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, cwd=ROOT, env={**ansible_env(), "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- bundle_files: the list a role compares is the list it copies ----------------------
+
+GUARDED_COPY = re.compile(r"^'([^']+)' in bundle_files_differ$")
+
+
+def bundle_files_of(role: str) -> list[dict]:
+    """`<role>_bundle_files` from the role's vars; a templated list (wireguard_link's) with every optional file in."""
+    from jinja2.nativetypes import NativeEnvironment
+
+    value = load(ROOT / "roles" / role / "vars" / "main.yml")[f"{role}_bundle_files"]
+    if isinstance(value, str):
+        env = NativeEnvironment()
+        env.filters["bool"] = bool
+        value = env.from_string(value.strip()).render(**{f"{role}_agent": True})
+    return value
+
+
+def test_a_copy_guarded_by_bundle_files_installs_that_file_with_the_mode_compared():
+    """A file copied with a mode other than its role's `<role>_bundle_files` entry would differ on every
+    deploy (copied each time, never idempotent); one missing from the list would never be copied."""
+    guarded = 0
+    for path, task in role_tasks():
+        module, args = module_of(task)
+        match = GUARDED_COPY.match(str(task.get("when", "")))
+        if module != "ansible.builtin.copy" or not match:
+            continue
+        role = path.parts[path.parts.index("roles") + 1]
+        compared = {entry["path"]: entry for entry in bundle_files_of(role)}
+        file = match.group(1)
+        where = f"{path.relative_to(ROOT)}: {task['name']!r}"
+        assert file in compared, f"{where} copies {file}, which {role}_bundle_files does not compare"
+        assert args["src"].endswith("/" + file) and args["dest"] == "/" + file, where
+        assert args["mode"] == compared[file]["mode"], f"{where}: mode {args['mode']}, compared as {compared[file]['mode']}"
+        assert args.get("owner", "root") == compared[file].get("owner", "root"), where
+        assert args.get("group", "root") == compared[file].get("group", "root"), where
+        guarded += 1
+    assert guarded >= 10, "the single-file copies of firewall, nginx_rtmp, dvr_proxy, camera_capture, security_updates and wireguard_link"
