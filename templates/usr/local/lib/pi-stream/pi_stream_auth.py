@@ -82,6 +82,16 @@ MAX_BODY = 1024
 # requests queue up to this long, then get 503; nginx's limit_req keeps the
 # queue short in the first place.
 CHECK_WAIT_SECONDS = 5.0
+# At most this many logins wait for the bcrypt slot, and as many again from browsers that logged in
+# before (device cookies): a login past that gets 503 at once. A flood from a few addresses, each
+# inside nginx's limits, would otherwise hold a thread per connection for CHECK_WAIT_SECONDS.
+MAX_WAITING = 4
+# Threads serving requests at once, well under the unit's TasksMax=64 (every thread is a task): past
+# it a connection gets 503 from the accepting thread. With the bounded queue above, only a flood of
+# cheap requests could get here, and nginx's limits stand in front of those.
+MAX_THREADS = 32
+# A connection nginx opened and never finished is dropped after this, not held by a thread forever.
+CONNECTION_SECONDS = 15
 # Checked when the user does not exist, so a wrong user name costs as long as a
 # wrong password and does not reveal which names exist. bcrypt of a random string.
 UNKNOWN_USER_HASH = b"$2b$11$pMNy9lF2vGwPBOo516sQv.Wd3j/GS3D41hVnZkE.IsiJWqNf4g4YO"
@@ -204,11 +214,16 @@ class Checker:
         self.state = threading.Condition()
         self.busy = False
         self.priority_waiting = 0
+        self.waiting = 0
 
     def acquire(self, priority: bool, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.state:
+            # Known devices have places of their own: a flood from strangers cannot fill them.
+            if (self.priority_waiting if priority else self.waiting) >= MAX_WAITING:
+                return False
             self.priority_waiting += priority
+            self.waiting += not priority
             try:
                 while self.busy or (not priority and self.priority_waiting):
                     remaining = deadline - time.monotonic()
@@ -219,6 +234,7 @@ class Checker:
                 return True
             finally:
                 self.priority_waiting -= priority
+                self.waiting -= not priority
 
     def release(self) -> None:
         with self.state:
@@ -245,6 +261,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "pi-stream-auth"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    timeout = CONNECTION_SECONDS
 
     # Set on the class by make_server().
     config: Config
@@ -437,16 +454,69 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
-class UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+BUSY_BODY = json.dumps({"error": "busy, try again in a few seconds"}).encode("utf-8")
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    + f"Content-Length: {len(BUSY_BODY)}\r\n".encode("ascii")
+    + b"Cache-Control: no-store\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+    + BUSY_BODY
+)
 
+
+class BoundedThreads(socketserver.ThreadingMixIn):
+    """A thread per connection, as ThreadingMixIn, but at most MAX_THREADS at once: past that the accepting
+    thread answers 503 itself. Running out of threads must cost a flood a 503, never a logged-in viewer a 500."""
+
+    daemon_threads = True
+    # No list of finished threads kept for server_close() to join: daemon threads, and a flood would grow it.
+    block_on_close = False
+    # --listen's own socket: a backlog like the one systemd gives the unit's socket (SOMAXCONN), not
+    # socketserver's 5, so a burst waits in the queue for a thread instead of being refused at connect.
+    request_queue_size = 4096
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.thread_slots = threading.BoundedSemaphore(MAX_THREADS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.thread_slots.acquire(blocking=False):
+            self.refuse_busy(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # "can't start new thread": the system's limit came before ours
+            self.thread_slots.release()
+            self.refuse_busy(request)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.thread_slots.release()
+
+    def refuse_busy(self, request) -> None:
+        try:
+            # Read what nginx sent (it is all there: a small request on a local socket) so closing does not reset it.
+            request.settimeout(0.2)
+            request.recv(MAX_BODY * 8)
+            request.sendall(BUSY_RESPONSE)
+        except OSError:
+            pass  # nginx gave up on this connection already
+        finally:
+            self.shutdown_request(request)
+
+
+class UnixHTTPServer(BoundedThreads, socketserver.UnixStreamServer):
     def get_request(self):
         request, _ = super().get_request()
         return request, ("nginx", 0)  # BaseHTTPRequestHandler formats client_address[0]
 
 
-class TCPHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
+class TCPHTTPServer(BoundedThreads, http.server.HTTPServer):
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() looks the address up in DNS (getfqdn); a manual run on a port needs no name.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 def make_server(config: Config, listen: str | None) -> socketserver.BaseServer:
