@@ -11,11 +11,12 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields
+from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields, text_problem
 from pi_stream.site.inventory import Host
 from pi_stream.site.web import Web
 
 DNS_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+LOGIN_PATH_RE = re.compile(r"^/[A-Za-z0-9/_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def parse_dvr_proxies(section: Fields, web: Web, hosts: tuple[Host, ...], viewer
     host_names = [h.name for h in hosts]
     for name in list(section.data):
         entry = section.sub(str(name))
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or text_problem(name, NAME_RE):
             entry.error("", f"{name!r} is not a valid DVR name: {NAME_HINT}")
         if not web.https:
             entry.error("", "a DVR proxy needs web.https: true: the DVR's login and video must not cross the network in clear")
@@ -155,7 +156,7 @@ def parse_login_paths(entry: Fields, preset: DvrPreset) -> tuple[str, ...]:
         return preset.login_paths
     paths = []
     for i, path in enumerate(entry.items("login_paths")):
-        if not isinstance(path, str) or not re.match(r"^/[A-Za-z0-9/_.-]*$", path):
+        if not isinstance(path, str) or text_problem(path, LOGIN_PATH_RE):
             entry.error(f"login_paths[{i}]", f"{path!r} is not a path prefix like /ISAPI/Security/userCheck")
         else:
             paths.append(path)

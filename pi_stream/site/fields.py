@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from typing import Any
 
 from pi_stream.credentials import VIEWERS_FILE
@@ -20,6 +21,35 @@ from pi_stream.errors import SiteError
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 NAME_HINT = "use 1-32 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
 
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: one in a value would end a line of
+# nginx.conf, an env file or htpasswd early, so no string of the site may hold one, a password included.
+CONTROL_CATEGORIES = ("Cc", "Zl", "Zp")
+CHARACTER_NAMES = {"\n": "a line break (\\n)", "\r": "a carriage return (\\r)", "\t": "a tab (\\t)", "\0": "a NUL character"}
+
+
+def text_problem(value: str, pattern: re.Pattern | None = None, mismatch: str = "") -> str:
+    """The one check of a string read from the site's files: what is wrong with it and the fix, or "" when nothing is.
+
+    The pattern must match the WHOLE string (`fullmatch`): with `re.match`, a pattern's `$` also matches before a
+    trailing newline, so `name: "cam\\n"` passed every check and broke nginx.conf at deploy. The message never quotes
+    the value when it holds a control character, so a password's never reaches the terminal.
+    """
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in CONTROL_CATEGORIES:
+            kind = "a control character" if unicodedata.category(char) == "Cc" else "a Unicode line separator"
+            what = CHARACTER_NAMES.get(char, f"{kind} (U+{ord(char):04X})")
+            where = "at the end" if position == len(value) - 1 else f"at character {position + 1} of {len(value)}"
+            return (f"holds {what} {where}: remove it (a YAML block scalar `|`, or \\n inside double quotes, puts one there); "
+                    "values go into one-line config and credential files, so none may hold one, not even a password")
+    if pattern is not None and not pattern.fullmatch(value):
+        return mismatch or f"{value!r} is not valid"
+    return ""
+
+
+def printable(text: str) -> str:
+    """A field path fit for a one-line message: a control character in a key is shown escaped, as repr() would."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in CONTROL_CATEGORIES else c for c in text)
+
 
 class Problems:
     """Collects (file, path, message) so one run reports every mistake."""
@@ -28,7 +58,7 @@ class Problems:
         self.items: list[tuple[str, str, str]] = []
 
     def add(self, file: str, path: str, message: str) -> None:
-        self.items.append((file, path, message))
+        self.items.append((file, printable(path), message))
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -80,8 +110,9 @@ class Fields:
         if not isinstance(value, str):
             self.error(key, f"must be a string, got {type_name(value)}")
             return default
-        if pattern is not None and key in self.data and not pattern.match(value):
-            self.error(key, f"{value!r} is not valid: {hint}")
+        problem = text_problem(value, pattern, f"{value!r} is not valid: {hint}") if key in self.data else ""
+        if problem:
+            self.error(key, problem)
             return default
         return value
 

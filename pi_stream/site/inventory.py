@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pi_stream.site.fields import Problems
+from pi_stream.site.fields import Problems, text_problem
 from pi_stream.site.files import read_yaml
 
 BUILDERS_GROUP = "pi_stream_builders"  # inventory group of hosts that only build packages
@@ -67,7 +67,7 @@ def read_inventory(path: Path, problems: Problems) -> Inventory:
             hosts = {}
         for name, host_vars in hosts.items():
             host_path = f"{group_path}.hosts.{name}"
-            if not isinstance(name, str) or not HOST_RE.match(name) or name.startswith("_"):
+            if not isinstance(name, str) or text_problem(name, HOST_RE) or name.startswith("_"):
                 problems.add(file, host_path, "host names use letters, digits, '.', '-', '_' and do not start with '_'")
                 continue
             host_vars = host_vars or {}
@@ -78,15 +78,13 @@ def read_inventory(path: Path, problems: Problems) -> Inventory:
             if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
                 problems.add(file, f"{host_path}.ansible_port", f"{port!r} is not a TCP port (1-65535)")
                 port = 22
-            into.setdefault(
-                name,
-                Host(
-                    name=name,
-                    address=str(host_vars.get("ansible_host", name)),
-                    ssh_port=port,
-                    ssh_user=str(host_vars.get("ansible_user", "root")),
-                ),
-            )
+            address, user = str(host_vars.get("ansible_host", name)), str(host_vars.get("ansible_user", "root"))
+            # Both reach ssh's argv, known_hosts and configs on the Pi, where a line break would start a new line.
+            for key, value in (("ansible_host", address), ("ansible_user", user)):
+                problem = text_problem(value)
+                if problem:
+                    problems.add(file, f"{host_path}.{key}", problem)
+            into.setdefault(name, Host(name=name, address=address, ssh_port=port, ssh_user=user))
         children = group.get("children") or {}
         if isinstance(children, dict):
             for child_name, child in children.items():

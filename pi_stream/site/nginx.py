@@ -17,11 +17,12 @@ from pi_stream.nginx_source import (
     NginxSource,
     SourceArchive,
 )
-from pi_stream.site.fields import Fields
+from pi_stream.site.fields import Fields, text_problem
 from pi_stream.site.inventory import BUILDERS_GROUP, Host
 
 VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+~]{0,40}$")
 SHA256_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
+ARCHIVE_URL_RE = re.compile(r"^https?://[^/\s]+/\S+$")
 
 
 def parse_nginx(section: Fields, directory: Path, build_hosts: tuple[Host, ...]) -> tuple[str, NginxSource]:
@@ -83,7 +84,7 @@ def parse_source_archive(fields: Fields, default: SourceArchive, url_template: s
             fields.error("file", f"{path} does not exist (a path relative to the site directory, or absolute)")
             return default
         return SourceArchive(field=fields.path, version=version, sha256=sha256, file=path.resolve())
-    if url and not re.match(r"^https?://[^/\s]+/\S+$", url):
+    if url and text_problem(url, ARCHIVE_URL_RE):
         fields.error("url", f"{url!r} is not an http:// or https:// URL of a file")
         return default
     return SourceArchive(field=fields.path, version=version, sha256=sha256, url=url or url_template.format(version=version))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields
+from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields, text_problem
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def parse_nvrs(section: Fields) -> tuple[Nvr, ...]:
     nvrs = []
     for name in list(section.data):
         entry = section.sub(str(name))
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or text_problem(name, NAME_RE):
             entry.error("", f"{name!r} is not a valid NVR name: {NAME_HINT}")
         address = entry.string("host", "", re.compile(r"^[A-Za-z0-9.:-]+$"), "an address or DNS name like 192.0.2.64")
         if not address and "host" not in entry.data:

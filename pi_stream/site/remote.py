@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 
 from pi_stream.site.dvr_proxy import DNS_NAME_RE, DvrProxy, WebSocketPort
-from pi_stream.site.fields import Fields
+from pi_stream.site.fields import Fields, text_problem
 from pi_stream.site.inventory import Host
 
 TOPOLOGIES = ("lan", "port_forward", "relay")
@@ -144,11 +144,11 @@ def parse_remote(
         if any(r.host == name for r in relays):
             item.error("host", f"{name} is listed twice")
             continue
-        if url and not URL_RE.match(url):
+        if url and text_problem(url, URL_RE):
             item.error("url", f"{url!r} is not an origin like https://cams.example.org (https, no path)")
             url = ""
         if not url:
-            if not DNS_NAME_RE.match(host.address) and not _is_ip(host.address):
+            if text_problem(host.address, DNS_NAME_RE) and not _is_ip(host.address):
                 item.error("url", f"give the relay's public origin: its inventory address {host.address!r} is not a name or address")
             default_port = "" if https_port == 443 else f":{https_port}"
             address = f"[{host.address}]" if ":" in host.address else host.address

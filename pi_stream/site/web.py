@@ -10,7 +10,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pi_stream.site.fields import Fields
+from pi_stream.site.fields import Fields, text_problem
+
+
+ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ def parse_web(web: Fields, directory: Path) -> Web:
                 web.error(field_name, f"{path} does not exist (paths are relative to the site directory)")
     origins = []
     for i, origin in enumerate(web.items("cors_origins")):
-        if not isinstance(origin, str) or not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?$", origin):
+        if not isinstance(origin, str) or text_problem(origin, ORIGIN_RE):
             web.error(f"cors_origins[{i}]", f"{origin!r} is not an origin like https://example.org")
         else:
             origins.append(origin)

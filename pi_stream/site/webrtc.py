@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pi_stream.nginx_source import SourceArchive
 from pi_stream.site.dvr_proxy import DNS_NAME_RE
-from pi_stream.site.fields import Fields
+from pi_stream.site.fields import Fields, text_problem
 from pi_stream.site.inventory import Host
 from pi_stream.site.nginx import parse_build_host, parse_source_archive
 
@@ -97,7 +97,7 @@ def parse_webrtc(section: Fields, camera_names: tuple[str, ...], on_demand: froz
     install_method = section.choice("install_method", ("source", "container"), "source")
     source = parse_ome_source(section.sub("source"), directory, build_hosts)
     image = section.string("image", "")
-    if image and not IMAGE_RE.match(image):
+    if image and text_problem(image, IMAGE_RE):
         section.error("image", f"{image!r} is not pinned by digest: give it as NAME@sha256:DIGEST "
                                "(`podman image inspect --format '{{.Digest}}' IMAGE` prints it), so every Pi runs the same bytes")
         image = ""
@@ -150,5 +150,5 @@ def is_address_or_name(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        return bool(DNS_NAME_RE.match(value)) and not value.replace(".", "").isdigit()
+        return not text_problem(value, DNS_NAME_RE) and not value.replace(".", "").isdigit()
     return True
