@@ -15,7 +15,6 @@ import ssl
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from urllib.parse import urljoin
 import m3u8
 import requests
 import testinfra
-from urllib3.exceptions import InsecureRequestWarning
+from requests.adapters import HTTPAdapter
 
 from pi_stream.errors import CommandError, ExitStatus
 from pi_stream.proc import run
@@ -84,17 +83,87 @@ class Checker:
         return self.record(name, ok, detail)
 
 
+@dataclass(frozen=True)
+class PinnedCertificate:
+    """The certificate a host must serve: the one installed on it, read over SSH (which the host key vouches for).
+
+    Every connection that may carry a password, a cookie or a token is checked against it, Pis and relays
+    alike (a relay's traffic crosses the internet). The check is the exact certificate, not a name: verify
+    reaches a host by its inventory address, which the certificate need not name.
+    """
+
+    pem: str  # the leaf: the first certificate of the installed file (a provided one may hold its chain)
+    provided: bool  # web.certificate: its chain must also lead to a CA this machine trusts
+
+    @classmethod
+    def installed(cls, text: str, site: Site) -> PinnedCertificate:
+        begin = text.find(ssl.PEM_HEADER)
+        end = text.find(ssl.PEM_FOOTER, begin)
+        if begin < 0 or end < 0:
+            raise ValueError(f"{DEFAULT_PATHS['tls_cert']} on the host holds no PEM certificate: deploy again")
+        return cls(text[begin:end + len(ssl.PEM_FOOTER)] + "\n", site.web.cert_file is not None)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(ssl.PEM_cert_to_DER_cert(self.pem)).hexdigest()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """For a WebSocket: this certificate is the only trust anchor (partial chain: a provided leaf is no CA)."""
+        context = ssl.create_default_context(cadata=self.pem)  # no system CAs: nothing else is trusted
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        context.check_hostname = False  # the address verify dials need not be a name in it; the certificate is the check
+        return context
+
+
+class PinnedAdapter(HTTPAdapter):
+    """Every connection's certificate must have this sha256 (urllib3 checks it right after the handshake,
+    before a byte of the request is sent)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint  # before HTTPAdapter.__init__, which makes the pool manager
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):  # type: ignore[override]
+        kwargs["assert_fingerprint"] = self.fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
 class Http(requests.Session):
     """GETs with a timeout always, and `verify` that environment CA settings cannot override.
 
     requests lets REQUESTS_CA_BUNDLE replace a session's own `verify`; passing it per
-    request keeps the pinned certificate in charge.
+    request keeps the pinned certificate in charge. With a pin, every HTTPS connection
+    must present exactly that certificate.
     """
+
+    def __init__(self, pin: PinnedCertificate | None = None) -> None:
+        super().__init__()
+        self.pin = pin
+        if pin is not None:
+            self.mount("https://", PinnedAdapter(pin.sha256))
+            # A self-signed certificate is its own CA: the fingerprint is the whole check, so no chain is
+            # asked for. A provided one must also chain to a trusted CA, as it must for browsers.
+            self.verify = pin.provided
 
     def request(self, method, url, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", HTTP_TIMEOUT)
         kwargs.setdefault("verify", self.verify)
         return super().request(method, url, **kwargs)
+
+
+def web_session(site: Site, remote, address: str, checker: Checker) -> Http | None:
+    """The session for a host's web server; over HTTPS pinned to the host's installed certificate, after a check
+    that it is the one served. None: the installed certificate could not be read (that check says why)."""
+    if not site.web.https:
+        return Http()
+    pins: list[PinnedCertificate] = []
+
+    def served() -> tuple[bool, str]:
+        pins.append(PinnedCertificate.installed(remote.file(DEFAULT_PATHS["tls_cert"]).content_string, site))
+        return served_certificate_matches(pins[0], address, site.web.https_port)
+
+    checker.attempt("TLS certificate served", served)
+    return Http(pins[0]) if pins else None
 
 
 def testinfra_host(site: Site, host: Host):
@@ -203,18 +272,13 @@ def verify_host(site, host, files, user, password, checker: Checker, advance_tim
         checker.attempt(f"WebRTC relay {relay}/tcp listening", lambda: (remote.socket(f"tcp://0.0.0.0:{relay}").is_listening, "TURN over TCP"))
         checker.attempt("OvenMediaEngine has every WebRTC camera", lambda: streams_settled(lambda: ome_streams(remote), webrtc))
 
-    with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
-        session = Http()
-        if site.web.https:
-            installed = remote.file(DEFAULT_PATHS["tls_cert"]).content_string
-            checker.attempt("TLS certificate served", lambda: served_certificate_matches(installed, host, site))
-            checker.attempt("HTTP/2 " + ("offered" if site.web.http2 else "off (web.http2: false)"), lambda: alpn_choice(host, site))
-            pinned.write(installed.encode())
-            pinned.flush()
-            # A self-signed certificate is its own CA: trust exactly it. A provided one names a DNS
-            # name we may not be using; the check above already compared it with the installed one.
-            session.verify = pinned.name if site.web.cert_file is None else False
-        probe_media(site, host, session, user, password, checker, advance_timeout)
+    session = web_session(site, remote, host.address, checker)
+    if site.web.https:
+        checker.attempt("HTTP/2 " + ("offered" if site.web.http2 else "off (web.http2: false)"), lambda: alpn_choice(host, site))
+    if session is None:
+        checker.record(f"login as {user}", False, "not tried: no installed certificate to check the connection against")
+        return
+    probe_media(site, host, session, user, password, checker, advance_timeout)
 
 
 def verify_relay(site, relay: Host, files, user, password, checker: Checker, advance_timeout, in_use: bool) -> None:
@@ -229,65 +293,63 @@ def verify_relay(site, relay: Host, files, user, password, checker: Checker, adv
     for jail in ("pi-stream-auth", "pi-stream-media"):
         checker.attempt(f"fail2ban jail {jail}", lambda j=jail: jail_active(remote, j))
     checker.attempt("tunnel to every Pi", lambda: tunnel_handshakes(remote, site, site.hosts))
-    with tempfile.NamedTemporaryFile(suffix=".pem") as pinned:
-        session = Http()
-        installed = remote.file(DEFAULT_PATHS["tls_cert"]).content_string
-        pinned.write(installed.encode())
-        pinned.flush()
-        session.verify = pinned.name if site.web.cert_file is None else False
-        url = base_url(site, relay)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecureRequestWarning)
-            checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, relay))
-            allowed = site.cameras_for(user, relay.name)
-            if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
-                return
-            if not in_use:
-                checker.record("standby", True, "no Pi pushes here now: its cameras are served by the relay in use")
-                return
-            for camera in allowed:
-                playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
-                checker.attempt(f"{camera.name}: playlist live and advancing",
-                                lambda p=playlist: playlist_advances(session, p, site, advance_timeout))
-                checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
-            session.post(urljoin(url, "auth/logout"), json={})
+    session = web_session(site, remote, relay.address, checker)
+    if session is None:
+        checker.record(f"login as {user}", False, "not tried: no installed certificate to check the connection against")
+        return
+    probe_relay_media(site, relay, session, user, password, checker, advance_timeout, in_use)
+
+
+def probe_relay_media(site, relay: Host, session: Http, user, password, checker: Checker, advance_timeout, in_use: bool) -> None:
+    url = base_url(site, relay)
+    checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, relay))
+    allowed = site.cameras_for(user, relay.name)
+    if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
+        return
+    if not in_use:
+        checker.record("standby", True, "no Pi pushes here now: its cameras are served by the relay in use")
+        return
+    for camera in allowed:
+        playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+        checker.attempt(f"{camera.name}: playlist live and advancing",
+                        lambda p=playlist: playlist_advances(session, p, site, advance_timeout))
+        checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
+    session.post(urljoin(url, "auth/logout"), json={})
 
 
 def probe_media(site, host, session, user, password, checker: Checker, advance_timeout) -> None:
     url = base_url(site, host)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InsecureRequestWarning)
-        checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, host))
-        checker.attempt("security headers, no version", lambda: hardened_headers(session, url, site))
-        for camera in site.cameras_on(host.name):
-            playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
-            checker.attempt(f"{camera.name}: playlist refused before login", lambda p=playlist: expect_status(session, p, 401))
-        webrtc = {c.name for c in site.webrtc_cameras_on(host.name)}
-        for name in sorted(webrtc):
-            checker.attempt(f"{name}: WebRTC signalling refused before login",
-                            lambda n=name: refused_without_token(signalling_url(url, n), ssl_context_of(session)))
-        allowed = site.cameras_for(user, host.name)
-        if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
-            return
-        for camera in allowed:
-            playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
-            status: dict = {}
-            state_check = lambda c=camera, p=playlist, out=status: capture_state(session, url, c, p, out)  # noqa: E731
-            if not checker.attempt(f"{camera.name}: capture state", state_check):
-                continue
-            if status.get("state") != "live":
-                continue  # waiting for an NVR session, as the site's budget says: reported, not probed
-            checker.attempt(
-                f"{camera.name}: playlist live and advancing",
-                lambda p=playlist: playlist_advances(session, p, site, advance_timeout),
-            )
-            checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
-            checker.attempt(f"{camera.name}: latest snapshot", lambda c=camera: latest_snapshot(session, url, c))
-            if camera.name in webrtc:
-                relay = f"{site.webrtc.relay_address(host)}:{site.webrtc.relay_port}"
-                checker.attempt(f"{camera.name}: WebRTC offer through the relay", lambda c=camera, r=relay: signalling_offer(
-                    signalling_url(url, c.name), media_cookie(session, f"/webrtc/{c.name}/"), ssl_context_of(session), r))
-        session.post(urljoin(url, "auth/logout"), json={})
+    checker.attempt("page served before login, naming no camera", lambda: public_page(session, url, site, host))
+    checker.attempt("security headers, no version", lambda: hardened_headers(session, url, site))
+    for camera in site.cameras_on(host.name):
+        playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+        checker.attempt(f"{camera.name}: playlist refused before login", lambda p=playlist: expect_status(session, p, 401))
+    webrtc = {c.name for c in site.webrtc_cameras_on(host.name)}
+    for name in sorted(webrtc):
+        checker.attempt(f"{name}: WebRTC signalling refused before login",
+                        lambda n=name: refused_without_token(signalling_url(url, n), ssl_context_of(session)))
+    allowed = site.cameras_for(user, host.name)
+    if not checker.attempt(f"login as {user}", lambda: log_in(session, url, user, password, allowed)):
+        return
+    for camera in allowed:
+        playlist = urljoin(url, f"hls/{camera.name}/index.m3u8")
+        status: dict = {}
+        state_check = lambda c=camera, p=playlist, out=status: capture_state(session, url, c, p, out)  # noqa: E731
+        if not checker.attempt(f"{camera.name}: capture state", state_check):
+            continue
+        if status.get("state") != "live":
+            continue  # waiting for an NVR session, as the site's budget says: reported, not probed
+        checker.attempt(
+            f"{camera.name}: playlist live and advancing",
+            lambda p=playlist: playlist_advances(session, p, site, advance_timeout),
+        )
+        checker.attempt(f"{camera.name}: segment decodes as H.264", lambda p=playlist, c=camera: segment_decodes(session, p, c))
+        checker.attempt(f"{camera.name}: latest snapshot", lambda c=camera: latest_snapshot(session, url, c))
+        if camera.name in webrtc:
+            relay = f"{site.webrtc.relay_address(host)}:{site.webrtc.relay_port}"
+            checker.attempt(f"{camera.name}: WebRTC offer through the relay", lambda c=camera, r=relay: signalling_offer(
+                signalling_url(url, c.name), media_cookie(session, f"/webrtc/{c.name}/"), ssl_context_of(session), r))
+    session.post(urljoin(url, "auth/logout"), json={})
 
 
 def signalling_url(url: str, camera: str) -> str:
@@ -301,13 +363,16 @@ def media_cookie(session: requests.Session, path: str) -> str:
 
 
 def ssl_context_of(session: requests.Session) -> ssl.SSLContext:
-    """The session's trust (the pinned certificate, or none for a provided one, checked separately) for a WebSocket."""
+    """The session's trust for a WebSocket, which carries the camera's token: the pinned certificate, else the
+    CA file the session was given, else this machine's CAs with the name checked. Never no check at all."""
+    pin = getattr(session, "pin", None)
+    if pin is not None:
+        return pin.ssl_context()
     if isinstance(session.verify, str):
         return ssl.create_default_context(cafile=session.verify)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+    if session.verify is False:
+        raise ValueError("the session checks no certificate: no token goes over a WebSocket without one (pin the host's)")
+    return ssl.create_default_context()
 
 
 # A camera still starting after this long is reported with what it is doing. Starts on one NVR are
@@ -373,7 +438,10 @@ def public_page(session, url, site: Site, host: Host) -> tuple[bool, str]:
 def log_in(session, url, user: str, password: str, allowed) -> tuple[bool, str]:
     """The browser's login: one bcrypt check on the Pi, then a cookie per camera this viewer may watch."""
     started = time.monotonic()
-    response = session.post(urljoin(url, "auth/login"), json={"user": user, "password": password})
+    try:
+        response = session.post(urljoin(url, "auth/login"), json={"user": user, "password": password})
+    except requests.exceptions.SSLError as exc:
+        return False, f"password not sent: {tls_refusal(session, exc)}"
     took = time.monotonic() - started
     if response.status_code != 200:
         hint = {401: "wrong password?", 429: "rate-limited: wait a minute", 503: "login service busy"}.get(response.status_code, "")
@@ -455,11 +523,21 @@ def alpn_choice(host: Host, site: Site) -> tuple[bool, str]:
     return chosen == expected, f"ALPN {chosen}" + ("" if chosen == expected else f", expected {expected}")
 
 
-def served_certificate_matches(installed: str, host: Host, site: Site) -> tuple[bool, str]:
-    served = ssl.get_server_certificate((host.address, site.web.https_port), timeout=HTTP_TIMEOUT)
-    same = ssl.PEM_cert_to_DER_cert(installed) == ssl.PEM_cert_to_DER_cert(served)
-    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest()[:16]
-    return same, f"sha256 {fingerprint}…" + ("" if same else " differs from the installed one")
+def served_certificate_matches(pin: PinnedCertificate, address: str, port: int) -> tuple[bool, str]:
+    """The certificate served is the installed one (this connection carries nothing; the session's own are pinned)."""
+    served = ssl.get_server_certificate((address, port), timeout=HTTP_TIMEOUT)
+    fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest()
+    same = fingerprint == pin.sha256
+    return same, f"sha256 {fingerprint[:16]}…" + ("" if same else f" differs from the installed one ({pin.sha256[:16]}…)")
+
+
+def tls_refusal(session: requests.Session, exc: requests.exceptions.SSLError) -> str:
+    """Why the connection was refused before anything was sent, in the user's terms."""
+    pin = getattr(session, "pin", None)
+    if pin is not None and "Fingerprints did not match" in str(exc):
+        return (f"the certificate served is not the one installed on the host (sha256 {pin.sha256[:16]}…): "
+                "someone else answers at this address, or the host's nginx serves another certificate (deploy again)")
+    return f"TLS: {exc}"
 
 
 def expect_status(session: Http, url: str, status: int) -> tuple[bool, str]:

@@ -100,6 +100,9 @@ async def _signalling_offer(url: str, cookie: str, ssl_context: ssl.SSLContext |
 
     headers = {"Cookie": cookie} if cookie else {}
     tls = ssl_context if url.startswith("wss://") else None  # websockets refuses a context for ws://
+    if cookie and tls is not None and tls.verify_mode == ssl.CERT_NONE:
+        # The cookie is a viewer's token: it goes only to a server whose certificate was checked.
+        return False, "token not sent: the TLS context checks no certificate (use verify.ssl_context_of a pinned session)"
     try:
         async with asyncio.timeout(timeout):
             async with websockets.connect(url, additional_headers=headers, ssl=tls, open_timeout=timeout) as ws:
