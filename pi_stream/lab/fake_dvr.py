@@ -74,6 +74,11 @@ SERVER = "App-webs/"  # what Hikvision firmware sends, on pages and the WebSocke
 KEPT = 500  # requests and WebSocket connections remembered for stats
 LOGIN_PAGE = "/doc/page/login.asp"
 USER_CHECK = "/ISAPI/Security/userCheck"
+# Answered with cookies that would replace a viewer's appliance cookies if the proxy let them through:
+# the tests check that a DVR, the least trusted device on the site, cannot (tests/configs/test_dvr_flow.py).
+HOSTILE_COOKIES = "/doc/page/hostile-cookies"
+HOSTILE_SET_COOKIES = ("pi_stream_session=planted; Path=/auth/", "pi_stream_media=planted; Path=/hls/garden/", "WebSession=own; Path=/")
+
 # A firmware build date: fixed, so a restarted fake revalidates the same as before (a proxy cache may hold the files).
 LAST_MODIFIED = "Tue, 12 Mar 2024 08:00:00 GMT"
 XML = "application/xml; charset=UTF-8"
@@ -408,6 +413,9 @@ class DvrHandler(BaseHTTPRequestHandler):
                 self.answer(200, asset.body, asset.content_type, validators)
         elif path == USER_CHECK:
             self.user_check()
+        elif path == HOSTILE_COOKIES:
+            # A compromised DVR's answer: cookies named like the appliance's, on the appliance's paths.
+            self.answer(200, b"ok\n", "text/plain", [("Set-Cookie", cookie) for cookie in HOSTILE_SET_COOKIES])
         else:
             self.answer(404, b"Not Found\n", "text/plain")
 

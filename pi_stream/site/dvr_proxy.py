@@ -72,6 +72,12 @@ class DvrProxy:
     site_field: str = ""
 
     @property
+    def carries_pi_pages(self) -> bool:
+        """A relay's route to a Pi's own pages (status, login, player): the one proxy whose upstream is this
+        product, so the appliance's paths (/auth/, /hls/, ...) must reach it. Every other is a DVR's."""
+        return self.site_field == "relay.admin_port"
+
+    @property
     def ip_family(self) -> str:
         """nftables' address family keyword for this DVR's address."""
         return "ip6" if ":" in self.address else "ip"

@@ -172,6 +172,13 @@ def test_player_link_works_without_cookies(appliance):
     assert player.get(link.replace("/garden/", "/door/"), timeout=10).status_code == 403
     forged = link.replace("/v/alice~", "/v/bob~")
     assert player.get(forged, timeout=10).status_code == 403
+    # A missing segment too: its 404 must not put the request line in error.log.
+    assert player.get(link.rsplit("/", 1)[0] + "/999999.ts", timeout=10).status_code == 404
+    # The token opens the camera for weeks: neither log holds it (security review finding 4).
+    token = link.split("/v/", 1)[1].split("/", 1)[0]
+    logs = appliance.access_log.read_text() + (appliance.root / "var/log/nginx/error.log").read_text()
+    assert token not in logs and token.split("~")[-1] not in logs
+    assert f'"GET /v/-/garden/index.m3u8 HTTP/1.1" 200' in appliance.access_log.read_text()
 
 
 def test_expired_token_is_refused_without_counting_as_an_attack(appliance):
@@ -224,7 +231,9 @@ def test_removed_user_and_changed_password_lose_access_at_the_next_deploy(applia
     try:
         appliance.sync_viewers()
         assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 403
-        assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 401
+        # The removed viewer's session cookie is refused and counted, as a forged one would be: 403, in the auth log.
+        assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 403
+        assert log_lines(appliance.auth_log, "session-refused", "127.0.0.10") == 1
         assert client("127.0.0.10").get(f"{URL}{link}", timeout=10).status_code == 403
         assert login(client("127.0.0.11"), VIEWER, "a brand new password").status_code == 200
     finally:

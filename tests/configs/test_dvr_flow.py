@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from pi_stream.lab.dvr import FakeDvr, fake_dvr
+from pi_stream.lab.fake_dvr import HOSTILE_COOKIES
 from pi_stream.verify import Http
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
 from tests.configs.tree import RootedAppliance, loopback_session, need_free_ports, prepare_rooted_appliance, running
@@ -283,3 +284,60 @@ def test_viewer_auth_wrong_password_is_logged(guarded):
     assert answer.status_code == 401 and "pi_stream_dvr" not in answer.cookies
     lines = guarded.new_log_lines(before, 1)
     assert len(lines) == 1 and re.fullmatch(r"\S+ login-failed client=127\.0\.0\.1 status=401", lines[0]), lines
+
+
+def test_the_dvr_login_is_not_reachable_on_the_appliances_own_host(guarded, dvr):
+    """Security review finding 1: /auth/dvr/NAME/login answered on the appliance's host through the generic
+    /auth/ location, with no limit and no log. Only the login service's own routes pass there now."""
+    browser = loopback_session("127.0.0.21", str(guarded.appliance.certificate))  # the appliance's host, not the DVR's
+    before = guarded.appliance.auth_log.read_text()
+    statuses = [browser.post(guarded.url("/auth/dvr/shed/login"), json={"user": VIEWER, "password": f"guess {i}"}, timeout=30).status_code
+                for i in range(8)]
+    assert set(statuses) == {404}, statuses
+    assert browser.get(guarded.url("/auth/dvr/shed/check"), timeout=10).status_code == 404
+    assert guarded.appliance.auth_log.read_text() == before
+    # Its own routes still answer, the login behind its limit.
+    assert browser.get(guarded.url("/auth/session"), timeout=10).status_code == 401
+
+
+def test_the_dvr_never_sees_the_appliances_cookies_nor_replaces_them(guarded, dvr):
+    """Finding 3: cookies ignore ports, so a browser sends the appliance's cookies to a DVR on another port of
+    the same host. The appliance's cookie paths are refused on the DVR's server, its cookies are taken out of
+    whatever reaches the DVR, and the DVR's own cookies cannot land on the appliance's paths."""
+    login = guarded.session("127.0.0.22").post(guarded.url("/_pi_stream/auth/login"), json={"user": VIEWER, "password": VIEWER_PASSWORD},
+                                                 timeout=30)
+    assert login.status_code == 200, login.text
+    token = login.cookies["pi_stream_dvr"]
+    browser = guarded.session("127.0.0.22")
+    ours = f"pi_stream_session={VIEWER}~1~x; pi_stream_media={VIEWER}~1~y; pi_stream_device={VIEWER}~1~z"
+    before = hits(dvr, "/auth/session")
+    for path in ("/auth/session", "/auth/login", "/hls/garden/index.m3u8", "/camera/garden/status.json", "/webrtc/garden/"):
+        answer = browser.get(guarded.url(path), headers={"Cookie": f"pi_stream_dvr={token}; {ours}"}, timeout=10)
+        assert answer.status_code == 404, (path, answer.status_code)
+    assert hits(dvr, "/auth/session") == before
+    # Every cookie of ours, in any order, is taken out of what goes on; the DVR's own stay.
+    page = browser.get(guarded.url(LOGIN_PAGE), headers={"Cookie": f"{ours}; WebSession=abc; pi_stream_dvr={token}; lang=en"}, timeout=10)
+    assert page.status_code == 200
+    assert dvr.requests_for(LOGIN_PAGE)[-1].cookies == ("WebSession", "lang"), dvr.requests_for(LOGIN_PAGE)[-1].cookies
+    hostile = browser.get(guarded.url(HOSTILE_COOKIES), headers={"Cookie": f"pi_stream_dvr={token}"}, timeout=10)
+    assert hostile.status_code == 200
+    set_cookies = hostile.raw.headers.getlist("Set-Cookie")
+    assert "WebSession=own; Path=/" in set_cookies
+    assert not [c for c in set_cookies if re.search(r"Path=/(?:auth|hls|camera|webrtc)/", c)], set_cookies
+
+
+def test_a_forged_dvr_cookie_is_logged_for_fail2ban_and_an_expired_one_is_not(guarded, dvr):
+    """A DVR cookie that is there and does not pass is a 403, logged (within the refusal limit) for the media jail,
+    and the answer clears it, so the next load shows the login page. An expired one is an honest old cookie:
+    the login page, not logged."""
+    browser = guarded.session("127.0.0.23")
+    before = guarded.appliance.auth_log.read_text()
+    forged = browser.get(guarded.url(LOGIN_PAGE), headers={"Cookie": f"pi_stream_dvr={VIEWER}~9999999999~forgedforgedforged"}, timeout=10,
+                         allow_redirects=False)
+    assert forged.status_code == 403 and "pi_stream_dvr=; Path=/; Max-Age=0" in forged.headers["Set-Cookie"]
+    lines = guarded.new_log_lines(before, 1)
+    assert len(lines) == 1 and re.fullmatch(r"\S+ dvr-cookie-refused dvr=shed client=127\.0\.0\.23 status=403", lines[0]), lines
+    expired = browser.get(guarded.url(LOGIN_PAGE), headers={"Cookie": f"pi_stream_dvr={VIEWER}~1000~old"}, timeout=10, allow_redirects=False)
+    assert expired.status_code == 302
+    time.sleep(0.3)
+    assert guarded.appliance.auth_log.read_text()[len(before):].splitlines() == lines

@@ -101,6 +101,14 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def expired(token: str, now: float) -> bool:
+    """Whether a USER~EXPIRES~SIGNATURE token says it has run out: a browser's old cookie, not an attack.
+    A forger who writes a past date gains nothing: an expired token never passes."""
+    parts = token.split("~")
+    expires = parts[1] if len(parts) == 3 else ""
+    return expires.isascii() and expires.isdigit() and len(expires) <= 12 and int(expires) <= now
+
+
 @dataclass(frozen=True)
 class Config:
     """access.json (rendered by pi-stream, no secrets) plus the two secret files."""
@@ -278,7 +286,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/auth/session":
             session = self.current_session()
             if session is None:
-                return self.send_json(401, {"error": "not logged in"})
+                return self.refuse(SESSION_COOKIE)
             return self.send_json(200, self.session_body(*session))
         self.send_json(404, {"error": "not found"})
 
@@ -382,7 +390,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth_request understands (anything else becomes a 500), so an unknown DVR is a 401 too."""
         token = self.cookies().get(self.config.cookie_name(DVR_COOKIE), "")
         if not token or self.config.dvr_user(dvr, token, time.time()) is None:
-            return self.send_json(401, {"error": "not logged in"})
+            return self.refuse(DVR_COOKIE)
         self.send_response(204)
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
@@ -390,7 +398,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def link(self, body: dict) -> None:
         session = self.current_session()
         if session is None:
-            return self.send_json(401, {"error": "not logged in"})
+            return self.refuse(SESSION_COOKIE)
         user = session[0]
         camera = body.get("camera")
         if not isinstance(camera, str) or camera not in self.config.access[user]:
@@ -411,6 +419,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if name in self.config.webrtc:
             entry["webrtc"] = f"{WEBRTC_PREFIX}{name}/"
         return entry
+
+    def refuse(self, kind: str) -> None:
+        """401 without the cookie or with an expired one (log in again); 403 when one is there and does not pass
+        (forged, its viewer gone or their password changed): nginx writes those to the auth log for fail2ban."""
+        token = self.cookies().get(self.config.cookie_name(kind), "")
+        if token and not expired(token, time.time()):
+            return self.send_json(403, {"error": "this login is not valid (any more): log in again"})
+        self.send_json(401, {"error": "not logged in"})
 
     def current_session(self) -> tuple[str, int] | None:
         """(user, expires) of a valid session cookie, else None."""
