@@ -197,3 +197,119 @@ def test_text_is_still_free_where_it_is_text(tmp_path):
                          "source": {"type": "rtsp", "url": "rtsp://192.0.2.20/x", "username": "admin", "password": " p@ss:w/rd%#! é "}}]}
     camera = load_site(write_site(tmp_path / "s", site)).cameras[0]
     assert camera.title == "Vordertür «Hof» & 'Tor' <1>" and camera.source.password == " p@ss:w/rd%#! é "
+
+
+# --- YAML: duplicate keys and nesting -------------------------------------------------------------------------------
+
+FOUR_CAMERAS = """\
+name: shop
+topology: lan
+cameras:
+  - {name: door, source: {type: testsrc}}
+  - {name: yard, source: {type: testsrc}}
+  - {name: desk, source: {type: testsrc}}
+  - {name: gate, source: {type: testsrc}}
+web:
+  https: true
+hls: {fragment_seconds: 1}
+# later, pasted from another site:
+cameras:
+  - {name: hall, source: {type: testsrc}}
+"""
+
+
+def one_site_error(directory: Path) -> str:
+    [(file, path, message)] = problems_of_list(directory)
+    assert path == ""
+    return f"{Path(file).name}: {message}"
+
+
+def test_a_second_cameras_block_is_an_error_naming_both_lines(tmp_path):
+    """Found by the review: four cameras became one, and load said nothing."""
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "testsrc"}}]})
+    (directory / "site.yml").write_text(FOUR_CAMERAS, encoding="utf-8")
+    message = one_site_error(directory)
+    assert "site.yml: invalid YAML: line 12, column 1: duplicate key 'cameras' (first at line 3)" in message
+    assert "merge the two" in message
+
+
+@pytest.mark.parametrize(("text", "line", "first"), [
+    ("cameras:\n  - name: door\n    source: {type: testsrc}\n    name: yard\n", 4, 2),  # inside a camera
+    ("cameras: [{name: door, name: yard, source: {type: testsrc}}]\n", 1, 1),  # both on one line
+    ("true: 1\nyes: 2\ncameras: []\n", 2, 1),  # two spellings of one key (YAML 1.1 reads both as true)
+], ids=["in-a-camera", "on-one-line", "true-and-yes"])
+def test_a_duplicate_key_at_any_depth_is_an_error(tmp_path, text, line, first):
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "testsrc"}}]})
+    (directory / "site.yml").write_text(text, encoding="utf-8")
+    message = one_site_error(directory)
+    assert f"line {line}, column" in message and f"(first at line {first})" in message
+
+
+def test_a_duplicate_host_in_the_inventory_is_an_error(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "testsrc"}}]})
+    (directory / "inventory.yml").write_text(
+        "all:\n  hosts:\n    pi1: {ansible_host: 192.0.2.10}\n    pi1: {ansible_host: 192.0.2.11}\n", encoding="utf-8")
+    assert "inventory.yml: invalid YAML: line 4, column 5: duplicate key 'pi1' (first at line 3)" in one_site_error(directory)
+
+
+def test_a_merge_key_may_still_be_overridden(tmp_path):
+    """`<<: *defaults` and then a key of the mapping's own is YAML's override, not a duplicate."""
+    text = """\
+defaults: &camera {source: {type: testsrc}, fps: 10}
+cameras:
+  - <<: *camera
+    name: door
+    fps: 5
+"""
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "testsrc"}}]})
+    (directory / "site.yml").write_text(text, encoding="utf-8")
+    [(_, path, _)] = problems_of_list(directory)
+    assert path == "defaults", "only the unknown key, no duplicate"
+
+
+DEEP = {
+    "flow": "name: deep\ncameras: " + "[" * 5000 + "]" * 5000 + "\n",
+    "block": "".join("  " * i + f"level{i}:\n" for i in range(3000)),
+    # Each alias nests the one before without any indent: deep data from a short, flat file.
+    "aliases": "chain0: &chain0 [1]\n" + "".join(f"chain{i}: &chain{i} [*chain{i - 1}]\n" for i in range(1, 3000)),
+    "itself": "cameras: &all [*all]\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(DEEP))
+def test_yaml_nested_thousands_deep_is_one_error_not_a_traceback(tmp_path, shape):
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "testsrc"}}]})
+    (directory / "site.yml").write_text(DEEP[shape], encoding="utf-8")
+    message = one_site_error(directory)
+    assert "site.yml: invalid YAML: line" in message
+    assert "nested more than 100 levels deep" in message or "contain itself" in message
+
+
+def test_nesting_up_to_the_limit_still_reads(tmp_path):
+    from pi_stream.site import read_yaml
+    from pi_stream.site.fields import Problems
+    from pi_stream.site.files import MAX_NESTING
+
+    path = tmp_path / "deep.yml"
+    path.write_text("[" * MAX_NESTING + "]" * MAX_NESTING + "\n", encoding="utf-8")
+    problems = Problems()
+    data = read_yaml(path, problems)
+    assert problems.items == [] and isinstance(data, list)
+    path.write_text("[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1) + "\n", encoding="utf-8")
+    assert read_yaml(path, problems) is None and len(problems.items) == 1
+
+
+@pytest.mark.parametrize(("file", "text", "says"), [
+    ("site.yml", FOUR_CAMERAS, "duplicate key 'cameras' (first at line 3)"),
+    ("site.yml", DEEP["flow"], "nested more than 100 levels deep"),
+    ("inventory.yml", "all:\n  hosts: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n", "nested more than 100 levels deep"),
+], ids=["duplicate-cameras", "deep-site", "deep-inventory"])
+def test_bad_yaml_through_the_command_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys, file, text, says):
+    from tests.unit.test_cli import broken_site, run_cli
+
+    site = broken_site(tmp_path, monkeypatch, capsys)
+    (site / file).write_text(text, encoding="utf-8")
+    status, _, err = run_cli(["render", str(site), "-o", str(tmp_path / "o")], monkeypatch, capsys)
+    assert status == ExitStatus.INVALID_SITE, err
+    assert "Traceback" not in err and "RecursionError" not in err
+    assert err.count("\n") == 1 and err.startswith(f"error: {site / file}: invalid YAML: line ") and says in err, err
