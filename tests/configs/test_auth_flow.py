@@ -178,7 +178,7 @@ def test_player_link_works_without_cookies(appliance):
     token = link.split("/v/", 1)[1].split("/", 1)[0]
     logs = appliance.access_log.read_text() + (appliance.root / "var/log/nginx/error.log").read_text()
     assert token not in logs and token.split("~")[-1] not in logs
-    assert f'"GET /v/-/garden/index.m3u8 HTTP/1.1" 200' in appliance.access_log.read_text()
+    assert '"GET /v/-/garden/index.m3u8 HTTP/1.1" 200' in appliance.access_log.read_text()
 
 
 def test_expired_token_is_refused_without_counting_as_an_attack(appliance):

@@ -2,8 +2,8 @@
 
   python -m tests.lab.relay_client reach URL
       prints the HTTP status of GET URL, or "unreachable" (connect timeout 3 s)
-  python -m tests.lab.relay_client login URL USER PASSWORD
-      prints the status of a login at URL's /auth/login
+  python -m tests.lab.relay_client login URL USER PASSWORD [PATH]
+      prints the status of a login at URL's /auth/login (or at PATH, e.g. a relay route's /_pi_stream/auth/login)
   python -m tests.lab.relay_client route URL USER PASSWORD PATH [PI_USER PI_PASSWORD PI_PATH]
       a relay's route to a Pi (relay.admins): PATH before and after the relay's own login at
       /_pi_stream/auth/login, then, if given, the Pi's own login through it and PI_PATH;
@@ -47,8 +47,8 @@ def reach(url: str) -> str:
         return "unreachable"
 
 
-def login(http: requests.Session, url: str, user: str, password: str) -> int:
-    return http.post(urllib.parse.urljoin(url, "/auth/login"), json={"user": user, "password": password}, timeout=15).status_code
+def login(http: requests.Session, url: str, user: str, password: str, path: str = "/auth/login") -> int:
+    return http.post(urllib.parse.urljoin(url, path), json={"user": user, "password": password}, timeout=15).status_code
 
 
 def player_link(http: requests.Session, url: str, camera: str) -> str:
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> int:
         return 0
     http = session()
     if command == "login":
-        print(login(http, *args[:3]))
+        print(login(http, *args[:4]))
         return 0
     if command == "route":
         url, user, password, path, *pi = args

@@ -14,6 +14,7 @@ through a Host header, an SNI name or Chromium's resolver rules: no DNS.
 from __future__ import annotations
 
 import base64
+import json
 import shlex
 import socket
 import ssl
@@ -276,6 +277,32 @@ def test_repeated_failed_dvr_logins_are_banned_on_every_port(depot, dvr_lab, dvr
     for port in (443, 7682):
         assert not can_connect(stranger.exec_prefix, pi, port), f"a banned address still reaches port {port}"
     ssh(dvr_lab, "pi1", "fail2ban-client", "set", "pi-stream-dvr", "unbanip", stranger.address)
+
+
+def test_repeated_wrong_passwords_at_a_guarded_dvrs_login_are_banned(depot, dvr_lab, dvr, stranger):
+    """Security review finding 1: the appliance's login in front of a DVR is limited, logged and banned like
+    /auth/login, on every port; and its check is not reachable on the appliance's own name, where nothing
+    limited or logged it."""
+    pi = dvr_lab.hosts[0].address
+    curl = [*stranger.exec_prefix, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+            "-H", "Content-Type: application/json", "--data", json.dumps({"user": VIEWER, "password": "wrong"})]
+
+    def post(*args: str) -> str:
+        return subprocess.run([*curl, *args], capture_output=True, text=True, timeout=30).stdout
+
+    assert post(f"https://{pi}/auth/dvr/guarded/login") == "404"
+    codes = [post("-H", f"Host: {GUARDED_NAME}", f"https://{pi}/_pi_stream/auth/login") for _ in range(MAXRETRY)]
+    assert codes == ["401"] * MAXRETRY, codes
+
+    def banned() -> bool:
+        return stranger.address in ssh(dvr_lab, "pi1", "fail2ban-client", "status", "pi-stream-auth").stdout
+
+    wait_until(banned, "fail2ban's pi-stream-auth jail to ban the stranger", seconds=60, interval=1)
+    try:
+        for port in (443, 7682):
+            assert not can_connect(stranger.exec_prefix, pi, port), f"a banned address still reaches port {port}"
+    finally:
+        ssh(dvr_lab, "pi1", "fail2ban-client", "set", "pi-stream-auth", "unbanip", stranger.address)
 
 
 def test_viewer_auth_puts_the_appliances_login_in_front(depot, dvr_lab, dvr, certificate):

@@ -275,6 +275,25 @@ def test_wrong_passwords_at_a_relay_are_banned_there(remote, relay_lab, site_dir
         on(relay_lab, RELAY2, f"fail2ban-client set pi-stream-auth unbanip {remote.address}")
 
 
+def test_wrong_admin_passwords_at_a_relays_route_to_the_pi_are_banned_there(remote, relay_lab, site_dir):
+    """Security review finding 1 on a relay: the login in front of each Pi's pages (relay.admins) is a password
+    check from the internet, so it is limited, logged and banned like /auth/login; and the same check is not
+    reachable through the relay's own /auth/, where nothing limited or logged it."""
+    site = load_site(site_dir)
+    relay2 = url_of(relay_lab, RELAY2)
+    route = f"/auth/dvr/{PI}/login"
+    assert client_says(remote, "login", relay2 + "/", VIEWER, "wrong password", route) == "404"
+    admin = f"{relay2}:8443/"
+    statuses = [client_says(remote, "login", admin, VIEWER, f"guess {i}", "/_pi_stream/auth/login") for i in range(site.fail2ban.maxretry)]
+    assert set(statuses) == {"401"}, statuses
+    wait_until(lambda: remote.address in on(relay_lab, RELAY2, "fail2ban-client status pi-stream-auth"), "the ban at relay 2",
+               seconds=30)
+    try:
+        assert client_says(remote, "reach", admin) == "unreachable", "banned on the admin port too"
+    finally:
+        on(relay_lab, RELAY2, f"fail2ban-client set pi-stream-auth unbanip {remote.address}")
+
+
 def test_a_viewer_removed_from_the_site_is_refused_on_the_pi_and_every_relay(remote, relay_lab, site_dir):
     for host in (RELAY1, RELAY2):
         assert client_says(remote, "login", url_of(relay_lab, host) + "/", CAROL, CAROL_PASSWORD) == "200", host
