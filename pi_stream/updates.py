@@ -2,7 +2,8 @@
 
 The Pi's report (templates/usr/local/lib/pi-stream/pi_stream_updates.py,
 installed by the security_updates role) states facts: pending security
-updates, when apt read the archives and when unattended-upgrades last ran, a
+updates, the apt sources the security policy matches (none: nothing can
+install), when apt read the archives and when unattended-upgrades last ran, a
 reboot due, services still running replaced code, and, for nginx built from
 source, Debian's security version of the same line. The judgement is made
 here, once, for both commands.
@@ -60,6 +61,16 @@ def judge(report: dict, policy: UpdatePolicy, now: float | None = None) -> Updat
         return UpdatesVerdict(True, summary, tuple(notes))
     if report["next_run"] is None:
         return UpdatesVerdict(False, "apt-daily-upgrade.timer is not scheduled: nothing will install them (deploy again)", tuple(notes))
+    if report.get("sources") and not report.get("matched"):
+        # Nothing pending because nothing can be: no archive the policy names is configured (a report from
+        # before the policy was read has no "sources": it is judged as before).
+        return UpdatesVerdict(
+            False,
+            f"the security policy matches none of this Pi's apt sources: {'; '.join(report['sources'])} "
+            f"(policy: {'; '.join(report.get('policy') or ['none'])}); no security update installs: "
+            "see README, \"Security updates\", for the distributions pi-stream covers",
+            tuple(notes),
+        )
     if not pending:
         return UpdatesVerdict(True, f"none pending; {runs}", tuple(notes))
     if report.get("running"):

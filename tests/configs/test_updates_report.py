@@ -8,8 +8,10 @@ from source, and how versions compare.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +71,9 @@ def test_the_report_runs_on_this_debian_machine():
     result = subprocess.run(["/usr/bin/python3", str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert set(document) == {"pending", "lists_updated", "last_run", "running", "next_run", "reboot", "restart", "nginx_source"}
+    assert set(document) == {"pending", "policy", "sources", "matched", "lists_updated", "last_run", "running", "next_run", "reboot",
+                             "restart", "nginx_source"}
+    assert set(document["matched"]) <= set(document["sources"])
     assert all(set(p) == {"package", "installed", "available"} for p in document["pending"])
     assert all(dpkg_compare(p["available"], p["installed"]) > 0 for p in document["pending"])
     assert set(document["reboot"]) == {"required", "since", "packages"}
@@ -117,3 +121,130 @@ def test_the_last_run_is_the_last_install_run_not_a_download_only_one(report):
     assert report.last_install_run("") is None
     nothing_to_do = DOWNLOAD_ONLY_RUN + "2026-12-03 18:18:00,001 INFO No packages found that can be upgraded unattended\n"
     assert report.last_install_run(INSTALL_RUN + nothing_to_do) == install_started + 14 * 3600 + 17 * 60 + 51
+
+
+# An apt state as a 32-bit Raspberry Pi OS (armhf) has it: Raspbian's archive, which has no security suite (its
+# fixes land in its main suite), labelled as raspbian.raspberrypi.com's Release file labels it.
+RASPBIAN = ("raspbian.raspberrypi.com_raspbian_dists_bookworm", "deb [trusted=yes] http://raspbian.raspberrypi.com/raspbian/ bookworm main",
+            "Origin: Raspbian\nLabel: Raspbian\nSuite: stable\nCodename: bookworm\nArchitectures: armhf\nComponents: main\n")
+# A source no pattern of the policy names (a Pi whose sources were replaced by some vendor's mirror).
+VENDOR = ("mirror.example.org_debian_dists_bookworm", "deb [trusted=yes] http://mirror.example.org/debian/ bookworm main",
+          "Origin: Example\nLabel: Example\nSuite: stable\nCodename: bookworm\nArchitectures: armhf\nComponents: main\n")
+INSTALLED = "3.0.15-1~deb12u1+rpi1"
+FIXED = "3.0.17-1~deb12u2+rpi1"
+
+APT_STATE_DRIVER = """
+import importlib.util, json, sys
+import apt_pkg
+root, script, policy_file = sys.argv[1:4]
+apt_pkg.init_config()
+apt_pkg.config.clear("Unattended-Upgrade::Origins-Pattern")  # this machine's own, if any: the rendered file decides
+for key, value in {"Dir::State::status": root + "/status", "Dir::Etc::sourcelist": root + "/sources.list",
+                   "Dir::Etc::sourceparts": root + "/sources.list.d", "Dir::State::lists": root + "/lists/",
+                   "Dir::Etc::preferences": root + "/preferences", "Dir::Etc::preferencesparts": root + "/preferences.d",
+                   "Dir::Cache::pkgcache": "", "Dir::Cache::srcpkgcache": "", "APT::Architecture": "armhf"}.items():
+    apt_pkg.config.set(key, value)
+apt_pkg.config.clear("APT::Architectures")
+apt_pkg.config.set("APT::Architectures::", "armhf")
+apt_pkg.read_config_file(apt_pkg.config, policy_file)
+apt_pkg.init_system()
+spec = importlib.util.spec_from_file_location("pi_stream_updates", script)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+state = module.security_state(apt_pkg.Cache(None), apt_pkg.config.value_list(module.POLICY_KEY),
+                              {"distro_id": "Raspbian", "distro_codename": "bookworm"}, apt_pkg.version_compare, "armhf")
+print(json.dumps(state))
+"""
+
+
+def apt_state(root: Path, archives) -> Path:
+    """libssl3 installed at INSTALLED; each archive (lists name, sources line, Release) offers FIXED."""
+    (root / "lists").mkdir(parents=True)
+    (root / "sources.list.d").mkdir()
+    (root / "preferences.d").mkdir()
+    (root / "status").write_text(f"Package: libssl3\nStatus: install ok installed\nArchitecture: armhf\nVersion: {INSTALLED}\n"
+                                 "Maintainer: nobody\nDescription: TLS\n")
+    (root / "sources.list").write_text("".join(line + "\n" for _, line, _ in archives))
+    for lists_name, _, release in archives:
+        (root / "lists" / f"{lists_name}_Release").write_text(release)
+        (root / "lists" / f"{lists_name}_main_binary-armhf_Packages").write_text(
+            f"Package: libssl3\nArchitecture: armhf\nVersion: {FIXED}\nFilename: pool/main/o/openssl/libssl3.deb\n"
+            "Size: 1\nMaintainer: nobody\nDescription: TLS\n")
+    return root
+
+
+def policy_state(root: Path, policy: bytes, tmp_path: Path) -> dict:
+    policy_file = tmp_path / "52pi-stream-security-updates"
+    policy_file.write_bytes(policy)
+    result = subprocess.run(["/usr/bin/python3", "-c", APT_STATE_DRIVER, str(root), str(SCRIPT), str(policy_file)],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def rendered_policy(tmp_path_factory) -> bytes:
+    from pi_stream.render import render_site
+    from pi_stream.site import load_site
+    from tests.conftest import EXAMPLE_SITES, write_site
+
+    site = load_site(write_site(tmp_path_factory.mktemp("site"), *EXAMPLE_SITES["testsrc-https"]))
+    return render_site(site)["pi1"]["etc/apt/apt.conf.d/52pi-stream-security-updates"].content
+
+
+def needs_python3_apt():
+    if subprocess.run(["/usr/bin/python3", "-c", "import apt_pkg"], capture_output=True, timeout=30, check=False).returncode:
+        pytest.fail("needs Debian's python3-apt (scripts/install.sh installs it)")
+
+
+def test_raspbian_fixes_are_pending_under_the_policy(rendered_policy, tmp_path):
+    """32-bit Raspberry Pi OS: the fix in Raspbian's main suite is pending (unattended-upgrades installs it), and the
+    policy matches Raspbian's source. Before, no pattern named Raspbian: nothing pending, and nothing ever installed."""
+    from pi_stream.site import DEFAULT_UPDATE_POLICY
+    from pi_stream.updates import judge
+
+    needs_python3_apt()
+    state = policy_state(apt_state(tmp_path / "apt", [RASPBIAN]), rendered_policy, tmp_path)
+    assert "origin=Raspbian,codename=${distro_codename},label=Raspbian" in state["policy"]
+    assert state["pending"] == [{"package": "libssl3", "installed": INSTALLED, "available": FIXED}]
+    assert state["matched"] == state["sources"] == ["origin=Raspbian,label=Raspbian,codename=bookworm (raspbian.raspberrypi.com)"]
+    verdict = judge({**HAND_REPORT, **state}, DEFAULT_UPDATE_POLICY, NOW)
+    assert verdict.ok and verdict.summary.startswith("1 pending (libssl3), installed at the next run")
+
+
+def test_a_policy_that_matches_none_of_the_pis_sources_is_a_failure(rendered_policy, tmp_path):
+    """A Pi whose only archive no pattern names: nothing is pending because nothing can be, which is no "none pending"."""
+    from pi_stream.site import DEFAULT_UPDATE_POLICY, UpdatePolicy
+    from pi_stream.updates import judge
+
+    needs_python3_apt()
+    state = policy_state(apt_state(tmp_path / "apt", [VENDOR]), rendered_policy, tmp_path)
+    assert state["pending"] == [] and state["matched"] == []
+    verdict = judge({**HAND_REPORT, **state}, DEFAULT_UPDATE_POLICY, NOW)
+    assert not verdict.ok
+    assert verdict.summary.startswith("the security policy matches none of this Pi's apt sources: "
+                                      "origin=Example,label=Example,codename=bookworm (mirror.example.org)")
+    # The site that turned updates off is told, not failed.
+    off = judge({**HAND_REPORT, **state}, UpdatePolicy(security=False, time="04:00", reboot=True), NOW)
+    assert off.ok
+
+
+def test_debians_policy_alone_matches_nothing_on_raspbian(tmp_path):
+    """The policy as it was (Debian's security archive only) on 32-bit Raspberry Pi OS: "none pending", while a fix
+    waits in Raspbian's main suite. The report now says it matches no source, and the judge fails it."""
+    from pi_stream.site import DEFAULT_UPDATE_POLICY
+    from pi_stream.updates import judge
+
+    needs_python3_apt()
+    debian_only = (b'#clear Unattended-Upgrade::Origins-Pattern;\nUnattended-Upgrade::Origins-Pattern {\n'
+                   b'    "origin=Debian,codename=${distro_codename}-security,label=Debian-Security";\n'
+                   b'    "origin=Debian,codename=${distro_codename},label=Debian-Security";\n};\n')
+    state = policy_state(apt_state(tmp_path / "apt", [RASPBIAN]), debian_only, tmp_path)
+    assert state["pending"] == [] and state["matched"] == []
+    assert not judge({**HAND_REPORT, **state}, DEFAULT_UPDATE_POLICY, NOW).ok
+
+
+NOW = 1_800_000_000.0
+# The rest of a report, as tests/unit/test_updates.py writes one: lists read after the last run, the next run scheduled.
+HAND_REPORT = {"lists_updated": NOW - 3600, "last_run": NOW - 6 * 3600, "next_run": NOW + 10 * 3600, "running": False,
+               "reboot": {"required": False, "since": None, "packages": []}, "restart": [], "nginx_source": None}

@@ -74,3 +74,19 @@ def test_services_on_replaced_code_and_the_source_build_are_noted():
     assert verdict.notes[0] == "running replaced code until restarted (a reboot does it): nginx.service, ssh.service"
     assert "nginx 1.22.1 is built from source" in verdict.notes[1] and "nginx 1.22.1-9+deb12u3" in verdict.notes[1]
     assert judge(report(nginx_source={"version": "1.26.3", "debian_security": None}), DEFAULT_UPDATE_POLICY, NOW).notes == ()
+
+
+RASPBIAN_SOURCE = "origin=Raspbian,label=Raspbian,codename=bookworm (raspbian.raspberrypi.com)"
+
+
+def test_a_policy_matching_none_of_the_sources_is_a_failure_not_nothing_pending():
+    """32-bit Raspberry Pi OS under a Debian-only policy: nothing pending, because nothing can be (security review, 10)."""
+    unmatched = report(policy=["origin=Debian,codename=${distro_codename}-security,label=Debian-Security"],
+                       sources=[RASPBIAN_SOURCE], matched=[])
+    verdict = judge(unmatched, DEFAULT_UPDATE_POLICY, NOW)
+    assert not verdict.ok
+    assert verdict.summary.startswith(f"the security policy matches none of this Pi's apt sources: {RASPBIAN_SOURCE}")
+    assert "origin=Debian,codename=${distro_codename}-security" in verdict.summary
+    matched = judge(report(sources=[RASPBIAN_SOURCE], matched=[RASPBIAN_SOURCE]), DEFAULT_UPDATE_POLICY, NOW)
+    assert matched.ok and matched.summary.startswith("none pending")
+    assert judge(report(), DEFAULT_UPDATE_POLICY, NOW).ok, "a report from before the policy was read: judged as before"

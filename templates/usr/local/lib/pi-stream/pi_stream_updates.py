@@ -7,8 +7,14 @@ from the system's own records, nothing changed.
 
     python3 /usr/local/lib/pi-stream/pi_stream_updates.py
 
-- pending: installed packages with a newer version in a security archive
-  (Debian-Security). unattended-upgrades installs those, and only those.
+- pending: installed packages with a newer version in an archive the
+  security policy names (unattended-upgrades' Origins-Pattern, read from apt's
+  configuration and matched as unattended-upgrades matches it: Debian's
+  security archive, or Raspbian's main suite on 32-bit Raspberry Pi OS).
+  unattended-upgrades installs those, and only those.
+- policy / sources / matched: the policy's patterns, this Pi's apt sources
+  (origin, label, codename), and those the policy matches. None matched means
+  nothing can ever be installed, whatever "pending" says.
 - lists_updated / last_run: when apt last read the archives, and when
   unattended-upgrades last started a run that decided what to install; a
   security update still pending after a run that saw it means something holds
@@ -25,8 +31,10 @@ from the system's own records, nothing changed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import string
 import subprocess
 import sys
 import time
@@ -40,9 +48,59 @@ SOURCE_PACKAGE = "pi-stream-nginx"
 COMMAND_TIMEOUT_SECONDS = 60
 
 
-def is_security(package_file) -> bool:
-    """An index from Debian's security archive (bookworm-security), as unattended-upgrades' Origins-Pattern names it."""
-    return package_file.label == "Debian-Security" or package_file.archive.endswith("-security")
+POLICY_KEY = "Unattended-Upgrade::Origins-Pattern"
+# unattended-upgrades' keys for a pattern's fields, and the package file attribute each compares.
+PATTERN_FIELDS = {"o": "origin", "origin": "origin", "l": "label", "label": "label", "a": "archive", "archive": "archive",
+                  "suite": "archive", "c": "component", "component": "component", "n": "codename", "codename": "codename",
+                  "site": "site"}
+
+
+def distro() -> dict[str, str]:
+    """${distro_id} and ${distro_codename}, as unattended-upgrades substitutes them (lsb_release; os-release without it)."""
+    release = {}
+    for line in Path("/etc/os-release").read_text(encoding="utf-8").splitlines() if Path("/etc/os-release").exists() else []:
+        if "=" in line:
+            key, value = line.split("=", 1)
+            release[key] = value.strip().strip('"')
+    distro_id = run(["lsb_release", "-i", "-s"]).strip() or release.get("NAME", "").split(" ")[0]
+    codename = run(["lsb_release", "-c", "-s"]).strip() or release.get("VERSION_CODENAME", "")
+    return {"distro_id": distro_id, "distro_codename": codename}
+
+
+def matches(pattern: str, package_file, substitutions: dict[str, str]) -> bool:
+    """unattended-upgrades' match of one Origins-Pattern line: every key=value (a glob) holds; "\\," is a comma."""
+    pattern = pattern.strip()
+    if not pattern:
+        return False  # an empty pattern matches nothing, as in unattended-upgrades
+    for token in pattern.replace("\\,", "%2C").split(","):
+        what, _, value = (part.strip().replace("%2C", ",") for part in token.partition("="))
+        attribute = PATTERN_FIELDS.get(what)
+        if attribute is None:
+            return False
+        value = string.Template(value).safe_substitute(substitutions)
+        if not fnmatch.fnmatchcase(getattr(package_file, attribute, "") or "", value):
+            return False
+    return True
+
+
+def in_policy(package_file, policy: list[str], substitutions: dict[str, str]) -> bool:
+    return any(matches(pattern, package_file, substitutions) for pattern in policy)
+
+
+def describe(package_file) -> str:
+    return f"origin={package_file.origin},label={package_file.label},codename={package_file.codename} ({package_file.site or 'local'})"
+
+
+def sources(cache, policy: list[str], substitutions: dict[str, str]) -> tuple[list[str], list[str]]:
+    """This Pi's apt sources (the dpkg status file is none), and those the policy matches."""
+    seen, matched = set(), set()
+    for package_file in cache.file_list:
+        if package_file.archive == "now" or package_file.not_source:
+            continue
+        seen.add(describe(package_file))
+        if in_policy(package_file, policy, substitutions):
+            matched.add(describe(package_file))
+    return sorted(seen), sorted(matched)
 
 
 def upstream(version: str) -> str:
@@ -55,8 +113,9 @@ def nginx_line(version: str) -> str:
     return ".".join(upstream(version).split(".")[:2])
 
 
-def security_versions(package) -> list[str]:
-    return [v.ver_str for v in package.version_list if any(is_security(f) for f, _ in v.file_list)]
+def security_versions(package, policy: list[str], substitutions: dict[str, str]) -> list[str]:
+    """Versions of the package in an archive the security policy names."""
+    return [v.ver_str for v in package.version_list if any(in_policy(f, policy, substitutions) for f, _ in v.file_list)]
 
 
 def source_build_note(built: str, debian_security: list[str], version_compare) -> str | None:
@@ -142,41 +201,49 @@ def timer_next_run() -> float | None:
     return upcoming[0] / 1e6 if upcoming else None
 
 
-def report() -> dict:
-    import apt_pkg  # python3-apt, a dependency of unattended-upgrades
-
-    apt_pkg.init()
-    cache = apt_pkg.Cache(None)  # None: no progress output on stdout
+def security_state(cache, policy: list[str], substitutions: dict[str, str], version_compare, architecture: str) -> dict:
+    """What the policy would install from this cache: pending updates, the sources it matches, the source build's note."""
     pending = []
     built = None
     debian_nginx: list[str] = []
     for package in cache.packages:
-        if package.name == "nginx" and package.architecture in (apt_pkg.config.find("APT::Architecture"), "all"):
-            debian_nginx = security_versions(package)
+        if package.name == "nginx" and package.architecture in (architecture, "all"):
+            debian_nginx = security_versions(package, policy, substitutions)
         current = package.current_ver
         if current is None:
             continue
         if package.name == SOURCE_PACKAGE:
             built = current.ver_str
-        newer = [v for v in security_versions(package) if apt_pkg.version_compare(v, current.ver_str) > 0]
+        newer = [v for v in security_versions(package, policy, substitutions) if version_compare(v, current.ver_str) > 0]
         if newer:
-            pending.append({"package": package.name, "installed": current.ver_str, "available": newest(newer, apt_pkg.version_compare)})
+            pending.append({"package": package.name, "installed": current.ver_str, "available": newest(newer, version_compare)})
+    seen, matched = sources(cache, policy, substitutions)
+    state = {"pending": sorted(pending, key=lambda p: p["package"]), "policy": policy, "sources": seen, "matched": matched,
+             "nginx_source": None}
+    if built is not None:
+        note = source_build_note(built, debian_nginx, version_compare)
+        state["nginx_source"] = {"version": upstream(built), "debian_security": note}
+    return state
+
+
+def report() -> dict:
+    import apt_pkg  # python3-apt, a dependency of unattended-upgrades
+
+    apt_pkg.init()
+    cache = apt_pkg.Cache(None)  # None: no progress output on stdout
+    policy = apt_pkg.config.value_list(POLICY_KEY)
+    state = security_state(cache, policy, distro(), apt_pkg.version_compare, apt_pkg.config.find("APT::Architecture"))
     reboot_since = REBOOT_REQUIRED.stat().st_mtime if REBOOT_REQUIRED.exists() else None
     reboot_packages = REBOOT_PACKAGES.read_text(encoding="utf-8").split() if REBOOT_PACKAGES.exists() else []
-    document = {
-        "pending": sorted(pending, key=lambda p: p["package"]),
+    return {
+        **state,
         "lists_updated": newest_mtime(LISTS_DIR.glob("*InRelease")),
         "last_run": last_install_run(UNATTENDED_LOG.read_text(encoding="utf-8", errors="replace")) if UNATTENDED_LOG.exists() else None,
         "running": unattended_running(),
         "next_run": timer_next_run(),
         "reboot": {"required": reboot_since is not None, "since": reboot_since, "packages": sorted(set(reboot_packages))},
         "restart": services_to_restart(),
-        "nginx_source": None,
     }
-    if built is not None:
-        note = source_build_note(built, debian_nginx, apt_pkg.version_compare)
-        document["nginx_source"] = {"version": upstream(built), "debian_security": note}
-    return document
 
 
 def main() -> int:
