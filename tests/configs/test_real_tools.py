@@ -100,8 +100,11 @@ def test_fail2ban_client_accepts_the_jail(make_site, tmp_path, example):
     install_tree(make_site, example, tmp_path / "root")
     config = tmp_path / "fail2ban"
     shutil.copytree("/etc/fail2ban", config)
-    for sub in ("filter.d/pi-stream-auth.conf", "filter.d/pi-stream-media.conf", "filter.d/pi-stream-dvr.conf", "jail.d/pi-stream.local"):
-        shutil.copy(tmp_path / "root/etc/fail2ban" / sub, config / sub)
+    rendered = tmp_path / "root/etc/fail2ban"
+    subs = sorted(str(p.relative_to(rendered)) for p in rendered.rglob("*.*") if p.is_file())
+    assert {"action.d/pi-stream-nftables.conf", "filter.d/pi-stream-auth.conf", "jail.d/pi-stream.local"} <= set(subs)
+    for sub in subs:
+        shutil.copy(rendered / sub, config / sub)
     log = tmp_path / "root/var/log/pi-stream/auth.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch()
