@@ -96,7 +96,8 @@ def test_security_updates_come_from_the_security_archive_alone_and_stuck_ones_ar
     origins = [line.split(" ", 1)[1] for line in dump.splitlines() if line.startswith("Unattended-Upgrade::Origins-Pattern:: ")]
     # Debian's 50unattended-upgrades lists its own patterns (point releases too): ours replace them (#clear).
     assert origins == ['"origin=Debian,codename=${distro_codename}-security,label=Debian-Security";',
-                       '"origin=Debian,codename=${distro_codename},label=Debian-Security";'], dump
+                       '"origin=Debian,codename=${distro_codename},label=Debian-Security";',
+                       '"origin=Raspbian,codename=${distro_codename},label=Raspbian";'], dump
     assert "*-*-* 04:00:00" in on_pi(trixie_lab, "systemctl show -P TimersCalendar apt-daily-upgrade.timer")
     assert on_pi(trixie_lab, "systemctl is-enabled apt-daily-upgrade.timer apt-daily.timer").split() == ["enabled", "enabled"]
 
