@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pi_stream import __version__
 from pi_stream.console import Console, table
 from pi_stream.errors import ExitStatus, PiStreamError, SiteError
+
+if TYPE_CHECKING:
+    from pi_stream.site import Site
 
 SITE_ARG = click.argument("site_dir", type=click.Path(file_okay=False, path_type=Path))
 PASSWORD_STDIN = click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
@@ -22,6 +26,16 @@ PASSWORD_ENV = "PI_STREAM_PASSWORD"
 
 def console(ctx: click.Context) -> Console:
     return ctx.obj["console"]
+
+
+def load(ctx: click.Context, site_dir: Path) -> Site:
+    """The site, its notes (site.yml's passwords readable by others) said once, as each command that loads it does."""
+    from pi_stream.site import load_site
+
+    site = load_site(site_dir)
+    for note in site.notes:
+        console(ctx).warn(note)
+    return site
 
 
 @click.group()
@@ -111,11 +125,10 @@ def user_remove(ctx: click.Context, site_dir: Path, name: str) -> None:
 def user_list(ctx: click.Context, site_dir: Path) -> None:
     """List the viewers and the cameras each may watch."""
     from pi_stream import credentials
-    from pi_stream.site import load_site
 
     names = credentials.list_users(site_dir)
     try:
-        access = load_site(site_dir).camera_access
+        access = load(ctx, site_dir).camera_access
     except SiteError:
         access = None  # the names alone still help while the site has a problem (deploy reports it)
     for name in names:
@@ -138,9 +151,8 @@ def user_list(ctx: click.Context, site_dir: Path) -> None:
 def render(ctx: click.Context, site_dir: Path, out: Path, secrets_dir: Path | None) -> None:
     """Write every config file of every host, exactly as deploy installs them (secrets excluded)."""
     from pi_stream.render import render_to, write_secrets
-    from pi_stream.site import load_site
 
-    site = load_site(site_dir)
+    site = load(ctx, site_dir)
     bundle = render_to(site, out)
     if secrets_dir is not None:
         write_secrets(site, secrets_dir)
@@ -156,10 +168,9 @@ def render(ctx: click.Context, site_dir: Path, out: Path, secrets_dir: Path | No
 @click.pass_context
 def fetch_sources(ctx: click.Context, site_dir: Path, cache: Path | None) -> None:
     """Download nginx's and the RTMP module's sources for the source method and check their sha256."""
-    from pi_stream.site import load_site
     from pi_stream.workflows import run_fetch_sources
 
-    run_fetch_sources(load_site(site_dir), console(ctx), cache)
+    run_fetch_sources(load(ctx, site_dir), console(ctx), cache)
 
 
 @cli.command()
@@ -168,10 +179,9 @@ def fetch_sources(ctx: click.Context, site_dir: Path, cache: Path | None) -> Non
 @click.pass_context
 def deploy(ctx: click.Context, site_dir: Path, check: bool) -> int:
     """Provision the site's host(s) over SSH with Ansible."""
-    from pi_stream.site import load_site
     from pi_stream.workflows import run_deploy
 
-    return run_deploy(load_site(site_dir), console(ctx), check=check).status
+    return run_deploy(load(ctx, site_dir), console(ctx), check=check).status
 
 
 @cli.command()
@@ -181,10 +191,9 @@ def deploy(ctx: click.Context, site_dir: Path, check: bool) -> int:
 @click.pass_context
 def verify(ctx: click.Context, site_dir: Path, user_name: str | None, password_stdin: bool) -> int:
     """Prove the appliance works: services, ports, auth, a live playlist, a decodable segment."""
-    from pi_stream.site import load_site
     from pi_stream.workflows import run_verify
 
-    site = load_site(site_dir)
+    site = load(ctx, site_dir)
     user_name = user_name or site.viewers[0]
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -199,10 +208,9 @@ def verify(ctx: click.Context, site_dir: Path, user_name: str | None, password_s
 @click.pass_context
 def status(ctx: click.Context, site_dir: Path, as_json: bool) -> int:
     """Per camera: state, codec, fps, bitrate, sessions, last error; per NVR: sessions against the budget."""
-    from pi_stream.site import load_site
     from pi_stream.workflows import run_status
 
-    return run_status(load_site(site_dir), console(ctx), as_json=as_json)
+    return run_status(load(ctx, site_dir), console(ctx), as_json=as_json)
 
 
 @cli.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pi_stream.credentials import write_private_file
 from pi_stream.errors import PiStreamError
 from pi_stream.site import INVENTORY_FILE, SITE_FILE
 
@@ -23,6 +24,7 @@ def init_site(directory: Path, address: str = "raspberrypi.local", user: str = "
     inventory_text = (
         (SCAFFOLD_DIR / INVENTORY_FILE).read_text(encoding="utf-8").replace("__ADDRESS__", address).replace("__USER__", user)
     )
-    targets[0].write_text(site_text, encoding="utf-8")
+    # 0600: site.yml is where NVR and camera passwords go (load_site warns when they are readable by others).
+    write_private_file(targets[0], site_text)
     targets[1].write_text(inventory_text, encoding="utf-8")
     return targets

@@ -17,6 +17,7 @@ new module, one call in `parse_site` and one field on `Site`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ from pi_stream.site.dvr_proxy import (
 from pi_stream.site.encoder import DEFAULT_ENCODERS, KNOWN_ENCODERS, parse_encoder
 from pi_stream.site.fail2ban import Fail2ban, parse_fail2ban
 from pi_stream.site.fields import NAME_HINT, NAME_RE, Fields, Problems, type_name
-from pi_stream.site.files import INVENTORY_FILE, SITE_FILE, read_yaml
+from pi_stream.site.files import INVENTORY_FILE, SITE_FILE, read_yaml, readable_secrets_note
 from pi_stream.site.firewall import parse_firewall
 from pi_stream.site.hls import Hls, parse_hls
 from pi_stream.site.inventory import BUILDERS_GROUP, HOST_RE, RELAYS_GROUP, Host, load_inventory, read_inventory
@@ -180,7 +181,8 @@ def load_site(directory: Path | str) -> Site:
     site = parse_site(data, str(site_path), directory, inventory.appliances, viewers, problems, inventory.builders, inventory.relays)
     problems.raise_if_any()
     assert site is not None
-    return site
+    note = readable_secrets_note(site_path, site.secret_fields())
+    return dataclasses.replace(site, notes=(note,)) if note else site
 
 
 def parse_site(

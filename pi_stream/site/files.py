@@ -11,6 +11,7 @@ levels ended in a RecursionError traceback).
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,24 @@ def child_nodes(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
     return []
+
+
+def readable_secrets_note(path: Path, secret_fields: tuple[str, ...]) -> str:
+    """A warning when site.yml holds passwords and users other than its owner may read it, else "".
+
+    A warning, not an error like viewers.htpasswd's: a site.yml written before `pi-stream init` wrote it
+    0600, or checked out of git (which keeps no modes), must still deploy; the note says what to run.
+    """
+    if not secret_fields:
+        return ""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return ""
+    if not mode & 0o077:
+        return ""
+    return (f"{path} holds passwords ({', '.join(secret_fields)}) and its permissions are {mode:04o}, so other users "
+            f"of this computer can read them: run `chmod 600 {path}`")
 
 
 def read_yaml(path: Path, problems: Problems) -> Any:

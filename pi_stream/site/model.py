@@ -54,6 +54,15 @@ class Site:
     webrtc: WebRtc | None = None  # site.yml webrtc: None = HLS only
     remote: Remote = Remote()  # site.yml topology: and relay:
     relays: tuple[Host, ...] = ()  # inventory group pi_stream_relays, in site.yml relay.relays order
+    # Warnings about the site's files that do not stop it loading (site.yml's passwords readable by others);
+    # the command prints them, once, wherever it loads the site.
+    notes: tuple[str, ...] = ()
+
+    def secret_fields(self) -> tuple[str, ...]:
+        """The site.yml fields holding a password, as field paths (the passwords themselves are never shown)."""
+        fields = [f"nvrs.{nvr.name}.password" for nvr in self.nvrs if nvr.password]
+        fields += [f"cameras[{i}].source.password" for i, c in enumerate(self.cameras) if c.source.password and not c.source.nvr]
+        return tuple(fields)
 
     def nvr(self, name: str) -> Nvr:
         return next(n for n in self.nvrs if n.name == name)

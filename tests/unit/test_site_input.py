@@ -313,3 +313,53 @@ def test_bad_yaml_through_the_command_is_one_line_and_exit_3(tmp_path, monkeypat
     assert status == ExitStatus.INVALID_SITE, err
     assert "Traceback" not in err and "RecursionError" not in err
     assert err.count("\n") == 1 and err.startswith(f"error: {site / file}: invalid YAML: line ") and says in err, err
+
+
+# --- site.yml's passwords and its permissions -------------------------------------------------------------------------
+
+NVR_SITE = EXAMPLE_SITES["nvr"][0]
+NVR_PASSWORD = NVR_SITE["nvrs"]["shed"]["password"]
+CAMERA_PASSWORD = EXAMPLE_SITES["mixed-http"][0]["cameras"][0]["source"]["password"]
+
+
+def test_init_writes_site_yml_for_the_owner_only(tmp_path):
+    from pi_stream.scaffold import init_site
+
+    site_yml, inventory = init_site(tmp_path / "s")
+    assert oct(site_yml.stat().st_mode & 0o777) == "0o600", "site.yml is where NVR and camera passwords go"
+    init_site(tmp_path / "s", force=True)
+    assert oct(site_yml.stat().st_mode & 0o777) == "0o600", "--force too"
+
+
+def test_passwords_in_a_site_yml_others_can_read_are_named_with_the_fix(tmp_path):
+    site = {**NVR_SITE, "cameras": [*NVR_SITE["cameras"], EXAMPLE_SITES["mixed-http"][0]["cameras"][0]]}
+    directory = write_site(tmp_path / "s", site)
+    (directory / "site.yml").chmod(0o640)
+    [note] = load_site(directory).notes
+    site_yml = directory / "site.yml"
+    assert note == (f"{site_yml} holds passwords (nvrs.shed.password, cameras[5].source.password) and its permissions are "
+                    f"0640, so other users of this computer can read them: run `chmod 600 {site_yml}`")
+    assert NVR_PASSWORD not in note and CAMERA_PASSWORD not in note
+    site_yml.chmod(0o600)
+    assert load_site(directory).notes == ()
+
+
+def test_a_site_yml_without_passwords_may_be_readable(tmp_path):
+    directory = write_site(tmp_path / "s", {"cameras": [{"name": "x", "source": {"type": "rtsp", "url": "rtsp://192.0.2.9/x",
+                                                                               "username": "viewer-only"}}]})
+    (directory / "site.yml").chmod(0o644)
+    assert load_site(directory).notes == ()
+
+
+def test_the_command_warns_once_and_still_renders(tmp_path, monkeypatch, capsys):
+    """A warning, not an error: a site.yml from before init wrote 0600, or from a git checkout, still deploys."""
+    from tests.unit.test_cli import run_cli
+
+    directory = write_site(tmp_path / "s", NVR_SITE)
+    (directory / "site.yml").chmod(0o644)
+    status, out, err = run_cli(["render", str(directory), "-o", str(tmp_path / "o")], monkeypatch, capsys)
+    assert status == ExitStatus.OK and "rendered" in out
+    [line] = err.splitlines()
+    assert line.startswith(f"warning: {directory / 'site.yml'} holds passwords (nvrs.shed.password)")
+    assert f"chmod 600 {directory / 'site.yml'}" in line and "0644" in line
+    assert NVR_PASSWORD not in out + err
