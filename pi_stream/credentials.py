@@ -46,7 +46,7 @@ def read_htpasswd(path: Path) -> dict[str, str]:
         if not line.strip() or line.startswith("#"):
             continue
         name, sep, hashed = line.partition(":")
-        if not sep or not USER_RE.match(name) or not hashed:
+        if not sep or not USER_RE.fullmatch(name) or not hashed:
             raise ValueError(f"line {number} is not 'name:hash'; fix it or remove it with `pi-stream user remove`")
         entries[name] = hashed
     return entries
@@ -71,7 +71,7 @@ def write_htpasswd(path: Path, entries: dict[str, str]) -> None:
 
 
 def check_user_name(name: str) -> None:
-    if not USER_RE.match(name):
+    if not USER_RE.fullmatch(name):
         raise SiteError(
             [(str(VIEWERS_FILE), "", f"{name!r} is not a valid user name: use lowercase letters, digits, '.', '-', '_'")]
         )
@@ -96,7 +96,7 @@ def verify_password(password: str, hashed: str) -> bool:
 
 def hash_problem(hashed: str) -> str:
     """Why a stored hash is not acceptable ('' when it is): bcrypt only, cost >= MIN_BCRYPT_COST."""
-    match = BCRYPT_RE.match(hashed)
+    match = BCRYPT_RE.fullmatch(hashed)
     if not match:
         return "is not a bcrypt hash (an older pi-stream wrote sha512-crypt, which the login service does not read)"
     if int(match.group(1)) < MIN_BCRYPT_COST:

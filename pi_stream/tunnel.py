@@ -45,7 +45,7 @@ def read_public_keys(site: Site) -> dict[str, str]:
         except (OSError, UnicodeDecodeError):
             problems.append(f"{path}: missing")
             continue
-        if not PUBLIC_KEY_RE.match(key):
+        if not PUBLIC_KEY_RE.fullmatch(key):
             problems.append(f"{path}: not a WireGuard public key (`wg pubkey` output)")
             continue
         keys[host] = key

@@ -53,7 +53,7 @@ def test_password_longer_than_bcrypt_reads_is_refused(tmp_path):
         credentials.add_user(tmp_path, "alice", "é" * 40)
 
 
-@pytest.mark.parametrize("name", ["Alice", "a:b", "", "x" * 40, "../x"])
+@pytest.mark.parametrize("name", ["Alice", "a:b", "", "x" * 40, "../x", "bob\n"])
 def test_bad_user_names(tmp_path, name):
     with pytest.raises(SiteError):
         credentials.add_user(tmp_path, name, "long enough")
