@@ -199,7 +199,7 @@ def network_behind(lab_obj: Lab, host_name: str, label: str) -> Iterator[Client]
     its default route via the host. Nothing else reaches it unless that host
     forwards (its namespace's ip_forward, 0 by default). Removed on exit.
     """
-    if not re.match(r"^[a-z0-9]{1,8}$", label):
+    if not re.fullmatch(r"[a-z0-9]{1,8}", label):
         raise LabError(f"{label!r}: a label of 1-8 lowercase letters or digits")
     _require_root()
     host = next((h for h in lab_obj.hosts if h.name == host_name), None)

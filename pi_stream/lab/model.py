@@ -103,7 +103,7 @@ class Lab:
 
 
 def check_name(name: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise LabError(
             f"lab name {name!r}: use 1-16 characters, lowercase letters, digits and '-', starting with a letter"
         )

@@ -186,9 +186,11 @@ def test_wrong_password_and_a_viewer_off_the_list_get_the_same_401(service):
 def test_a_token_is_good_for_its_own_dvr_only(service):
     token = dvr_cookie(service.login("shed", "alice", PASSWORDS["alice"]))[0]
     assert service.check("shed", token) == 204
-    assert service.check("barn", token) == 401
+    # A cookie that is there and does not pass is 403 (nginx logs it for fail2ban); none at all is 401 (the login page).
+    assert service.check("barn", token) == 403
+    assert service.check("barn", None) == 401
     # Bob on the shed's list nowhere: even a correctly signed token does not let him in.
-    assert service.check("shed", service.token("shed", "bob", int(time.time()) + 600)) == 401
+    assert service.check("shed", service.token("shed", "bob", int(time.time()) + 600)) == 403
 
 
 def test_forged_expired_and_stale_tokens_are_refused(service):
@@ -196,18 +198,20 @@ def test_forged_expired_and_stale_tokens_are_refused(service):
     good = service.token("barn", "alice", expires)
     assert service.check("barn", good) == 204
     tampered = good[:-2] + ("AA" if not good.endswith("AA") else "BB")
-    assert service.check("barn", tampered) == 401
-    assert service.check("barn", good.replace(f"~{expires}~", f"~{expires + 3600}~")) == 401
+    assert service.check("barn", tampered) == 403
+    assert service.check("barn", good.replace(f"~{expires}~", f"~{expires + 3600}~")) == 403
+    # Expired: an honest browser's old cookie, sent to the login page, not counted as an attack.
     assert service.check("barn", service.token("barn", "alice", int(time.time()) - 1)) == 401
     # Signed with another hash: what a token from before a password change looks like.
-    assert service.check("barn", service.token("barn", "alice", expires, stored_hash=service.hashes["bob"])) == 401
-    assert service.check("barn", f"alice~{'9' * 5000}~x") == 401  # refused, not a crash
-    assert service.check("barn", "garbage") == 401
+    assert service.check("barn", service.token("barn", "alice", expires, stored_hash=service.hashes["bob"])) == 403
+    assert service.check("barn", f"alice~{'9' * 5000}~x") == 403  # refused, not a crash
+    assert service.check("barn", "garbage") == 403
 
 
-def test_unknown_dvr_is_404_to_log_into_and_401_to_check(service):
+def test_unknown_dvr_is_404_to_log_into_and_refused_to_check(service):
     assert service.login("attic", "alice", PASSWORDS["alice"]).status_code == 404
-    assert service.check("attic", service.token("attic", "alice", int(time.time()) + 600)) == 401
+    assert service.check("attic", service.token("attic", "alice", int(time.time()) + 600)) == 403
+    assert service.check("attic", None) == 401
     assert requests.post(f"{service.url}/auth/dvr/attic/logout", json={}, timeout=10).status_code == 404
 
 
@@ -233,4 +237,4 @@ def test_the_appliance_login_is_unchanged(service):
     assert "pi_stream_dvr" not in cookies
     # An appliance session cookie is not a DVR cookie.
     session = cookies.split("pi_stream_session=")[1].split(";")[0]
-    assert service.check("barn", session) == 401
+    assert service.check("barn", session) == 403

@@ -71,6 +71,7 @@ class FakeApi:
         self.www, self.csp = www, csp
         self.full_jpeg, self.thumb_jpeg, self.mp4 = full_jpeg, thumb_jpeg, mp4
         self.logged_in = True
+        self.session_refusal = 401  # /auth/session's answer when not logged in: 403 for a cookie that no longer passes
         self.camera_refusal: int | None = None  # e.g. 410: the camera paths refuse while the session is fine
         self.requests: list[str] = []
         self.lock = threading.Lock()
@@ -88,7 +89,7 @@ class FakeApi:
             return 200, types.get(file.suffix, "application/octet-stream"), file.read_bytes()
         if path == "/auth/session":
             if not self.logged_in:
-                return json_answer(401, {"error": "not logged in"})
+                return json_answer(self.session_refusal, {"error": "not logged in"})
             return json_answer(200, {"user": "alice", "cameras": SESSION_CAMERAS, "expires": int(time.time()) + 3600})
         match = re.fullmatch(r"/camera/([a-z0-9_-]+)/(.*)", path)
         if not match:
@@ -348,12 +349,14 @@ def test_replay_page_scrubs_lazily_and_plays_recordings(page, api):
     assert js(driver, "return document.getElementById('recording').error") is None
 
 
+@pytest.mark.parametrize("refusal", [401, 403])
 @pytest.mark.parametrize("path", ["/replay.html", "/status.html"])
-def test_pages_send_a_logged_out_viewer_to_the_main_page(page, api, path):
-    """401 from /auth/session: a short message and a link to /, nothing else."""
+def test_pages_send_a_logged_out_viewer_to_the_main_page(page, api, path, refusal):
+    """401 (no session) or 403 (a session cookie that no longer passes) from /auth/session: a short message and
+    a link to /, nothing else."""
     with api.lock:
         api.requests.clear()
-    api.logged_in = False
+    api.logged_in, api.session_refusal = False, refusal
     driver = page(path)
     wait_until(lambda: js(driver, "return !document.getElementById('logged-out').hidden"), "the log-in message", 10)
     assert js(driver, "return document.querySelector('main').hidden")

@@ -67,3 +67,21 @@ def test_every_module_imports_first():
     result = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                             timeout=120, cwd=ROOT, check=True)
     assert result.stdout.strip() == "", result.stdout
+
+
+def test_anchored_patterns_are_matched_whole():
+    """A pattern written "^...$" is meant to cover the whole string, and re.match's "$" also matches before a
+    trailing newline: "cam\\n" passed every name check (security review, finding 6). Such patterns go through
+    fullmatch (or the site model's text_problem), in the package and in the programs it installs on the Pi."""
+    files = [*python_files(), *(ROOT / "templates").rglob("*.py")]
+    sources = {p: p.read_text() for p in files}
+    definition = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=\s*re\.compile\(\s*r?(['\"])[^\n]*\$\2", re.MULTILINE)
+    anchored_names = {name for text in sources.values() for name, _quote in definition.findall(text)}
+    offenders = []
+    for path, text in sources.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            calls = re.findall(r"\b([A-Z_][A-Z0-9_]*)\.match\(", line)
+            if any(name in anchored_names for name in calls) or re.search(r"\bre\.match\(\s*r?(['\"])[^'\"]*\$\1", line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert anchored_names, "the scan found no anchored pattern at all: it no longer reads the code"
+    assert not offenders, "use fullmatch for a pattern anchored with $:\n" + "\n".join(offenders)

@@ -130,7 +130,7 @@ class Config:
         hashes = {}
         for line in viewers_path.read_text(encoding="utf-8").splitlines():
             name, sep, hashed = line.partition(":")
-            if sep and USER_RE.match(name):
+            if sep and USER_RE.fullmatch(name):
                 hashes[name] = hashed.strip()
         key = bytes.fromhex(key_path.read_text(encoding="ascii").strip())
         if len(key) < 32:
@@ -349,7 +349,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dvr_route(self) -> tuple[str, str]:
         """(DVR name, action) for /auth/dvr/NAME/ACTION, else ("", ""). A query string is ignored: nginx may pass one on."""
-        match = DVR_ROUTE_RE.match(self.path.partition("?")[0])
+        match = DVR_ROUTE_RE.fullmatch(self.path.partition("?")[0])
         return (match.group(1), match.group(2)) if match else ("", "")
 
     def dvr_post_route(self) -> Callable[[dict], None] | None:
@@ -387,7 +387,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dvr_check(self, dvr: str) -> None:
         """nginx's auth_request, on every proxied DVR request: an HMAC, no bcrypt. Only 2xx/401/403 are answers
-        auth_request understands (anything else becomes a 500), so an unknown DVR is a 401 too."""
+        auth_request understands (anything else becomes a 500), so an unknown DVR is refused like a bad cookie."""
         token = self.cookies().get(self.config.cookie_name(DVR_COOKIE), "")
         if not token or self.config.dvr_user(dvr, token, time.time()) is None:
             return self.refuse(DVR_COOKIE)

@@ -166,7 +166,7 @@ class Supervisor:
         snapshots = self.runtime / "snapshots" / camera.name
         snapshots.mkdir(parents=True, exist_ok=True)
         for leftover in snapshots.iterdir():
-            if FRAME_RE.match(leftover.name) or leftover.name.endswith(".tmp"):
+            if FRAME_RE.fullmatch(leftover.name) or leftover.name.endswith(".tmp"):
                 leftover.unlink(missing_ok=True)  # numbering restarts at 1 with every ffmpeg
         camera.recording_on = bool(camera.spec["recording"]) and self.recording_allowed()
         if camera.recording_on:
@@ -433,7 +433,7 @@ class Supervisor:
                 continue
             frames: dict[int, set[str]] = collections.defaultdict(set)
             for name in names:
-                match = FRAME_RE.match(name)
+                match = FRAME_RE.fullmatch(name)
                 if match:
                     frames[int(match.group(2))].add(match.group(1))
             complete = sorted(n for n, kinds in frames.items() if kinds == {"snap", "thumb"})
@@ -747,7 +747,7 @@ def clean(config: dict, today: datetime.date, log=print) -> list[Path]:
                 continue
             cutoff = today - datetime.timedelta(days=keep_days)
             for entry in sorted(os.scandir(base), key=lambda e: e.name):
-                if not DATE_RE.match(entry.name) or not entry.is_dir(follow_symlinks=False):
+                if not DATE_RE.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
                     continue
                 try:
                     day = datetime.date.fromisoformat(entry.name)

@@ -510,7 +510,8 @@
   });
 
   getJSON("/auth/session").then(showSession, function (error) {
-    if (error instanceof HttpError && error.status === 401) return showLoggedOut();
+    // 401: no session; 403: one that no longer passes (the viewer removed, or the password changed).
+    if (error instanceof HttpError && (error.status === 401 || error.status === 403)) return showLoggedOut();
     showProblem("Could not read the session: " + describe(error) + ".");
   });
 })();
