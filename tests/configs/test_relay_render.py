@@ -210,8 +210,9 @@ def test_a_relay_routes_its_admins_to_the_pis_pages_and_dvr_through_the_tunnel(m
     assert "proxy_pass https://10.77.0.10:443;" in routes and "proxy_pass https://10.77.0.10:9443;" in routes
     assert "proxy_pass https://10.77.0.10:7682;" in routes, "the DVR's WebSocket port, to the Pi's TLS one"
     assert routes.count("auth_request /_pi_stream/auth/check;") == 3, "every route behind the relay's login"
-    # The relay's gate cookie has a name of its own, and never reaches the Pi.
-    assert "pi_stream_relay_dvr=[^;]*" in routes
+    # The relay's cookies have names of their own, and none of them reaches the Pi.
+    assert "pi_stream_relay_(?:session|media|device|dvr)=[^;]*" in routes
+    assert routes.count("proxy_set_header Cookie $pi_stream_upstream_cookie;") == routes.count("auth_request /_pi_stream/auth/check;")
     access = json.loads(files["relay1"]["etc/pi-stream/auth/access.json"])
     assert access["dvrs"] == {"pi1": ["alice"], "barn": ["alice"]} and access["cookie_prefix"] == "pi_stream_relay"
     assert "[pi-stream-dvr]" in files["relay1"]["etc/fail2ban/jail.d/pi-stream.local"]
