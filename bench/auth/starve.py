@@ -36,10 +36,8 @@ import math
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,8 +55,13 @@ from pi_stream.render import TEMPLATES_DIR  # noqa: E402
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site  # noqa: E402
 from tests.configs.tree import (  # noqa: E402
     RootedAppliance,
+    PIDS_CGROUP_ROOT,
+    UnixHTTPConnection,
+    auth_tasks_max,
     auth_tool_argv,
+    in_cgroup_argv,
     loopback_session,
+    pids_cgroup,
     port_open,
     prepare_rooted_appliance,
     running,
@@ -66,8 +69,6 @@ from tests.configs.tree import (  # noqa: E402
 
 BEFORE_COMMIT = "98a548a"  # the parent of 6000a82, the fix
 SERVICE = "usr/local/lib/pi-stream/pi_stream_auth.py"
-UNIT = TEMPLATES_DIR / "etc/systemd/system/pi-stream-auth.service.j2"
-PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
 HTTPS_PORT, HTTP_PORT, WS_PORT = 19443, 19080, 19682
 NAME = "dvr.starve.test"
 DVR_USER, DVR_PASSWORD = "admin", "dvr:p@ss/word"
@@ -83,11 +84,6 @@ MAX_FLOOD_REQUESTS = 20_000  # per flood connection and phase; the deadline ends
 THREAD_LINE = "can't start new thread"
 
 
-def tasks_max() -> int:
-    """The unit's TasksMax, read from the template the Pi gets."""
-    return int(re.search(r"^TasksMax=(\d+)$", UNIT.read_text(), re.MULTILINE).group(1))
-
-
 def require_pids_cgroup() -> None:
     if os.geteuid() != 0:
         sys.exit("starve.py: run as root (it makes a pids cgroup and runs nginx from a temporary root)")
@@ -99,19 +95,6 @@ def require_pids_cgroup() -> None:
     taken = [port for port in (HTTPS_PORT, HTTP_PORT, WS_PORT) if port_open(port)]
     if taken:
         sys.exit(f"starve.py: port(s) {taken} taken on this machine")
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over the service's unix socket, as nginx talks to it."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
 
 
 def socket_login(path: Path, password: str) -> int | str:
@@ -145,8 +128,7 @@ class CgroupAppliance(RootedAppliance):
         with self.stderr_path.open("wb") as errors:
             # Into the cgroup before Python starts a single thread, as systemd starts the unit.
             self.service = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", str(self.cgroup / "cgroup.procs"),
-                 *auth_tool_argv(self.root, "serve", "--listen", str(self.socket))],
+                in_cgroup_argv(self.cgroup, auth_tool_argv(self.root, "serve", "--listen", str(self.socket))),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
         wait_until(self.socket.exists, "the login service's socket", seconds=15, interval=0.05)
 
@@ -166,25 +148,6 @@ class CgroupAppliance(RootedAppliance):
         events = self.cgroup / "pids.events"
         match = re.search(r"^max (\d+)$", events.read_text(), re.MULTILINE) if events.exists() else None
         return int(match.group(1)) if match else -1
-
-
-@contextlib.contextmanager
-def pids_cgroup(label: str) -> Iterator[Path]:
-    cgroup = PIDS_CGROUP_ROOT / f"pi-stream-bench-{label}-{os.getpid()}-{secrets.token_hex(3)}"
-    cgroup.mkdir()
-    try:
-        (cgroup / "pids.max").write_text(f"{tasks_max()}\n")
-        yield cgroup
-    finally:
-        for _ in range(100):  # bounded: 10 s
-            pids = [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        cgroup.rmdir()
 
 
 @contextlib.contextmanager
@@ -357,7 +320,7 @@ def run_phase(app: CgroupAppliance, phase: str, cookies: tuple[str, str], second
 def variant(label: str, source: bytes, dvr: FakeDvr, phases: list[str], seconds: float, warmup: float) -> dict:
     with (
         tempfile.TemporaryDirectory(prefix=f"starve-{label}-") as directory,
-        pids_cgroup(label) as cgroup,
+        pids_cgroup(f"bench-{label}") as cgroup,
         appliance(Path(directory), dvr, source, cgroup) as app,
     ):
         cookies = viewer_cookies(app)
@@ -421,7 +384,7 @@ def main() -> int:
         "uncommitted_in_templates_and_pi_stream": [line.strip() for line in uncommitted if line.strip()],
         "before": f"{BEFORE_COMMIT}:templates/{SERVICE}",
         "after": f"working tree templates/{SERVICE}",
-        "tasks_max": tasks_max(),
+        "tasks_max": auth_tasks_max(),
         "seconds": args.seconds,
         "warmup": args.warmup,
         "flood_connections": len(FLOOD_ADDRESSES) * CONNECTIONS_PER_ADDRESS,

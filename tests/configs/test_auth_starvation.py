@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -33,33 +31,13 @@ import pytest
 
 from pi_stream.render import TEMPLATES_DIR
 from tests.conftest import wait_until
-from tests.configs.tree import auth_tool_argv
+from tests.configs.tree import UnixHTTPConnection, auth_tasks_max, auth_tool_argv, in_cgroup_argv, pids_cgroup
 
 SERVICE = "usr/local/lib/pi-stream/pi_stream_auth.py"
-UNIT = TEMPLATES_DIR / "etc/systemd/system/pi-stream-auth.service.j2"
-PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
 VIEWER, PASSWORD = "alice", "alice's long password"
 # Inside nginx's per-address limits (limit_conn 10 on the server, login burst 5): the review's flood.
 FLOOD_ADDRESSES, CONNECTIONS_PER_ADDRESS = 7, 10
 FLOOD_SECONDS = 8.0
-
-
-def tasks_max() -> int:
-    """The unit's TasksMax, read from the template the Pi gets."""
-    return int(re.search(r"^TasksMax=(\d+)$", UNIT.read_text(), re.MULTILINE).group(1))
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over the service's unix socket, as nginx talks to it."""
-
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = str(path)
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
 
 
 def request(path: Path, method: str, url: str, body: dict | None = None, cookie: str = "", timeout: float = 15.0) -> int | str:
@@ -81,11 +59,23 @@ def request(path: Path, method: str, url: str, body: dict | None = None, cookie:
         connection.close()
 
 
+def login_cookie(path: Path, url: str, name: str) -> str:
+    """The viewer's own login at `url` (before the flood): the "NAME=VALUE" of the cookie it sets."""
+    connection = UnixHTTPConnection(path, 15)
+    try:
+        connection.request("POST", url, body=json.dumps({"user": VIEWER, "password": PASSWORD}).encode(),
+                           headers={"Host": "cam.test", "Content-Type": "application/json", "Connection": "close"})
+        answer = connection.getresponse()
+        assert answer.status == 200, f"the viewer's own login at {url}: {answer.status}"
+        return next(value.split(";")[0] for header, value in answer.getheaders()
+                    if header.lower() == "set-cookie" and value.startswith(f"{name}="))
+    finally:
+        connection.close()
+
+
 @pytest.fixture
 def starved_service(tmp_path):
     """The service as the roles install it, serving a unix socket, in a pids cgroup limited to the unit's TasksMax."""
-    if not (PIDS_CGROUP_ROOT / "cgroup.procs").exists():
-        pytest.fail("no cgroup v1 pids controller at /sys/fs/cgroup/pids: this test reproduces TasksMax with it")
     root = tmp_path
     (root / SERVICE).parent.mkdir(parents=True)
     shutil.copy(TEMPLATES_DIR / SERVICE, root / SERVICE)
@@ -99,24 +89,16 @@ def starved_service(tmp_path):
     (auth / "viewers").write_text(f"{VIEWER}:{hashed}\n")
     (auth / "token.key").write_text(secrets.token_hex(32) + "\n")
     sock = root / "auth.sock"
-    cgroup = PIDS_CGROUP_ROOT / f"pi-stream-test-{os.getpid()}-{secrets.token_hex(3)}"
-    cgroup.mkdir()
-    (cgroup / "pids.max").write_text(f"{tasks_max()}\n")
     stderr = root / "stderr.log"
-    with stderr.open("wb") as errors:
-        process = subprocess.Popen(
-            auth_tool_argv(root, "serve", "--listen", str(sock)), stderr=errors, stdin=subprocess.DEVNULL,
-            # In the cgroup before it starts a single thread, as systemd starts the unit.
-            preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(f"{os.getpid()}\n"),
-        )
-    try:
-        wait_until(sock.exists, "the login service's socket", seconds=10, interval=0.05)
-        yield sock, process, stderr
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-        wait_until(lambda: not (cgroup / "cgroup.procs").read_text().strip(), "the cgroup to empty", seconds=10, interval=0.05)
-        cgroup.rmdir()
+    with pids_cgroup("test") as cgroup, stderr.open("wb") as errors:
+        process = subprocess.Popen(in_cgroup_argv(cgroup, auth_tool_argv(root, "serve", "--listen", str(sock))),
+                                   stderr=errors, stdin=subprocess.DEVNULL)
+        try:
+            wait_until(sock.exists, "the login service's socket", seconds=10, interval=0.05)
+            yield sock, process, stderr
+        finally:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def test_a_thread_starving_flood_leaves_logged_in_viewers_served(starved_service):
@@ -124,24 +106,8 @@ def test_a_thread_starving_flood_leaves_logged_in_viewers_served(starved_service
     and DVR checks all answer (200/204), the flood gets only 401, 503 or 429-like refusals, never a dropped
     connection, and the service never fails to start a thread."""
     sock, process, stderr = starved_service
-    login = request(sock, "POST", "/auth/login", {"user": VIEWER, "password": PASSWORD})
-    assert login == 200, f"the viewer's own login: {login}"
-    # The viewer's cookies, made the way the service makes them, through its own login (headers read again here).
-    connection = UnixHTTPConnection(sock, 15)
-    connection.request("POST", "/auth/dvr/shed/login", body=json.dumps({"user": VIEWER, "password": PASSWORD}).encode(),
-                       headers={"Host": "cam.test", "Content-Type": "application/json", "Connection": "close"})
-    answer = connection.getresponse()
-    cookies = [value.split(";")[0] for name, value in answer.getheaders() if name.lower() == "set-cookie"]
-    connection.close()
-    assert answer.status == 200, answer.status
-    dvr_cookie = next(c for c in cookies if c.startswith("pi_stream_dvr="))
-    connection = UnixHTTPConnection(sock, 15)
-    connection.request("POST", "/auth/login", body=json.dumps({"user": VIEWER, "password": PASSWORD}).encode(),
-                       headers={"Host": "cam.test", "Content-Type": "application/json", "Connection": "close"})
-    answer = connection.getresponse()
-    session_cookie = next(value.split(";")[0] for name, value in answer.getheaders()
-                          if name.lower() == "set-cookie" and value.startswith("pi_stream_session="))
-    connection.close()
+    dvr_cookie = login_cookie(sock, "/auth/dvr/shed/login", "pi_stream_dvr")
+    session_cookie = login_cookie(sock, "/auth/login", "pi_stream_session")
 
     deadline = time.monotonic() + FLOOD_SECONDS
     flood: Counter = Counter()
@@ -188,4 +154,4 @@ def test_a_thread_starving_flood_leaves_logged_in_viewers_served(starved_service
     assert viewer["ok"] > 20 and not failures, f"the logged-in viewer was refused: {dict(viewer)}; flood {dict(flood)}"
     assert viewer["slow"] == 0, f"the logged-in viewer waited over 2 s: {dict(viewer)}"
     assert set(flood) <= {401, 503}, f"the flood got something else than 401 or 503: {dict(flood)}"
-    assert peak_threads < tasks_max(), peak_threads
+    assert peak_threads < auth_tasks_max(), peak_threads

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
+import os
+import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from requests.adapters import HTTPAdapter
 
-from pi_stream.render import BundleFile, paths_under, render_site
+from pi_stream.render import TEMPLATES_DIR, BundleFile, paths_under, render_site
 from pi_stream.site import load_site
 from pi_stream.verify import Http
 from tests.conftest import wait_until
@@ -174,3 +179,53 @@ def loopback_session(source: str, verify: str | bool) -> Http:
     session.mount("https://", SourceAdapter())
     session.verify = verify
     return session
+
+
+# The login service's limits on the Pi, reproduced here: systemd's TasksMax through a cgroup v1 pids group.
+AUTH_UNIT = TEMPLATES_DIR / "etc/systemd/system/pi-stream-auth.service.j2"
+PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
+
+
+def auth_tasks_max() -> int:
+    """The login service unit's TasksMax, read from the template the Pi gets."""
+    return int(re.search(r"^TasksMax=(\d+)$", AUTH_UNIT.read_text(), re.MULTILINE).group(1))
+
+
+@contextlib.contextmanager
+def pids_cgroup(label: str) -> Iterator[Path]:
+    """A pids cgroup limited to the unit's TasksMax; whatever is left in it is killed on the way out (bounded: 10 s)."""
+    if not (PIDS_CGROUP_ROOT / "cgroup.procs").exists():
+        raise RuntimeError(f"no cgroup v1 pids controller at {PIDS_CGROUP_ROOT}: it stands in for systemd's TasksMax")
+    cgroup = PIDS_CGROUP_ROOT / f"pi-stream-{label}-{os.getpid()}-{secrets.token_hex(3)}"
+    cgroup.mkdir()
+    try:
+        (cgroup / "pids.max").write_text(f"{auth_tasks_max()}\n")
+        yield cgroup
+    finally:
+        for _ in range(100):
+            pids = [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+        cgroup.rmdir()
+
+
+def in_cgroup_argv(cgroup: Path, argv: list[str]) -> list[str]:
+    """argv run inside `cgroup` from its first instruction, as systemd starts a unit (before Python makes a thread)."""
+    return ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", str(cgroup / "cgroup.procs"), *argv]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the login service's unix socket, as nginx talks to it."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
