@@ -42,6 +42,8 @@ DVR_USER, DVR_PASSWORD = "admin", "dvr:p@ss/word"
 # timeouts are for. Keepalive probes start after 10 min idle, so a longer stream would prove nothing more.
 STREAM_SECONDS = 75
 MAXRETRY = 3
+# nginx's login limit (pi_stream_login, 10r/m): once an address has spent its burst, one attempt per 6 s.
+LOGIN_LIMIT_SECONDS = 6.5
 
 @pytest.fixture(scope="module")
 def dvr_lab():
@@ -291,8 +293,15 @@ def test_repeated_wrong_passwords_at_a_guarded_dvrs_login_are_banned(depot, dvr_
         return subprocess.run([*curl, *args], capture_output=True, text=True, timeout=30).stdout
 
     assert post(f"https://{pi}/auth/dvr/guarded/login") == "404"
-    codes = [post("-H", f"Host: {GUARDED_NAME}", f"https://{pi}/_pi_stream/auth/login") for _ in range(MAXRETRY)]
-    assert codes == ["401"] * MAXRETRY, codes
+    codes: list[str] = []
+    for _ in range(4 * MAXRETRY):  # bounded; ends at MAXRETRY refusals
+        codes.append(post("-H", f"Host: {GUARDED_NAME}", f"https://{pi}/_pi_stream/auth/login"))
+        if codes.count("401") == MAXRETRY:
+            break
+        if codes[-1] == "429":
+            # The login limit, per address across every login of the Pi: the DVR test before spent the stranger's burst.
+            time.sleep(LOGIN_LIMIT_SECONDS)
+    assert codes.count("401") == MAXRETRY and set(codes) <= {"401", "429"}, codes
 
     def banned() -> bool:
         return stranger.address in ssh(dvr_lab, "pi1", "fail2ban-client", "status", "pi-stream-auth").stdout
