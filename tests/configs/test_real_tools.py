@@ -93,7 +93,7 @@ def test_fail2ban_filters_ban_only_failures(make_site, tmp_path, filter_name, li
     assert (result.stdout.strip() or None) == expected, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("example", ["testsrc-https", "dvr"])
+@pytest.mark.parametrize("example", ["testsrc-https", "dvr", "relay"])
 def test_fail2ban_client_accepts_the_jail(make_site, tmp_path, example):
     """`fail2ban-client -t` over Debian's config plus ours: the check the role's handler runs."""
     need("fail2ban-client")
@@ -112,6 +112,13 @@ def test_fail2ban_client_accepts_the_jail(make_site, tmp_path, example):
         ["fail2ban-client", "-c", str(config), "-t"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    if example == "relay":
+        # The Pi of a relay site: every jail, sshd's too, leaves the relays' tunnel addresses alone.
+        dump = subprocess.run(["fail2ban-client", "-c", str(config), "-d"], capture_output=True, text=True, timeout=60).stdout
+        ignored = [line for line in dump.splitlines() if "'addignoreip'" in line]
+        for jail in ("sshd", "pi-stream-auth", "pi-stream-media", "pi-stream-dvr"):
+            assert any(line.startswith(f"['set', '{jail}', 'addignoreip', ") and line.endswith("'10.77.0.1', '10.77.0.2']")
+                       for line in ignored), (jail, ignored)
 
 
 @pytest.mark.parametrize("example", ["testsrc-https", "mixed-http", "nvr"])

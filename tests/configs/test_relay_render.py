@@ -203,7 +203,8 @@ def test_a_lan_site_with_relays_in_its_inventory_is_refused_with_the_fix(tmp_pat
 
 def test_a_relay_routes_its_admins_to_the_pis_pages_and_dvr_through_the_tunnel(make_site):
     """relay.admins: the Pi's own site on 8443 and its DVR on the DVR's ports, each behind the relay's login."""
-    files = rendered(make_site("relay"))
+    directory = make_site("relay")
+    files = rendered(directory)
     routes = files["relay1"]["etc/pi-stream/dvr-proxy.conf"]
     servers = re.findall(r"^    listen (\d+) ssl", routes, re.M)
     assert servers == ["8443", "9443", "7682"], servers
@@ -216,6 +217,11 @@ def test_a_relay_routes_its_admins_to_the_pis_pages_and_dvr_through_the_tunnel(m
     access = json.loads(files["relay1"]["etc/pi-stream/auth/access.json"])
     assert access["dvrs"] == {"pi1": ["alice"], "barn": ["alice"]} and access["cookie_prefix"] == "pi_stream_relay"
     assert "[pi-stream-dvr]" in files["relay1"]["etc/fail2ban/jail.d/pi-stream.local"]
+    # The relays count an admin's wrong passwords at the Pi's pages themselves: the Pi never bans a relay's tunnel address.
+    tunnel_addresses = [relay.tunnel_address for relay in load_site(directory).remote.relays]
+    assert f"ignoreip = 127.0.0.1/8 ::1 {' '.join(tunnel_addresses)}\n" in files["pi1"]["etc/fail2ban/jail.d/pi-stream.local"]
+    assert "ignoreip" not in files["relay1"]["etc/fail2ban/jail.d/pi-stream.local"]
+    assert 'set $pi_stream_auth_event "dvr-login-failed dvr=pi1";' in routes, "the relay logs a wrong password at the Pi's login"
     assert "dvr-proxy.conf" in files["relay1"]["etc/nginx/nginx.conf"]
     without = rendered(make_site("relay", relay={"relays": [{"host": "relay1"}, {"host": "relay2"}]}))
     assert without["relay1"]["etc/pi-stream/dvr-proxy.conf"].endswith("# No DVR is proxied by this host.\n"), "no admins: no route"
