@@ -101,12 +101,19 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
-def expired(token: str, now: float) -> bool:
-    """Whether a USER~EXPIRES~SIGNATURE token says it has run out: a browser's old cookie, not an attack.
-    A forger who writes a past date gains nothing: an expired token never passes."""
+def token_expiry(token: str) -> int | None:
+    """The EXPIRES of a USER~EXPIRES~SIGNATURE token, or None when it is no such number. Bounded and ASCII
+    before int(): a cookie of thousands of digits would make int() raise, not refuse."""
     parts = token.split("~")
     expires = parts[1] if len(parts) == 3 else ""
-    return expires.isascii() and expires.isdigit() and len(expires) <= 12 and int(expires) <= now
+    return int(expires) if expires.isascii() and expires.isdigit() and len(expires) <= 12 else None
+
+
+def expired(token: str, now: float) -> bool:
+    """Whether a token says it has run out: a browser's old cookie, not an attack.
+    A forger who writes a past date gains nothing: an expired token never passes."""
+    expires = token_expiry(token)
+    return expires is not None and expires <= now
 
 
 @dataclass(frozen=True)
@@ -185,12 +192,11 @@ class Config:
 
     def token_user(self, token: str, now: float, users: Collection[str], kind: str, *scope: str) -> str | None:
         """The user a signed token belongs to if they are among users, else None (forged, expired, user gone or password changed)."""
-        user, _, rest = token.partition("~")
-        expires, _, _signature = rest.partition("~")
-        # Bounded and ASCII before int(): a cookie of thousands of digits would make int() raise, not refuse.
-        if user not in users or not (expires.isascii() and expires.isdigit() and len(expires) <= 12) or int(expires) <= now:
+        user = token.partition("~")[0]
+        expires = token_expiry(token)
+        if user not in users or expires is None or expires <= now:
             return None
-        expected = self.signed_token(user, int(expires), kind, *scope)
+        expected = self.signed_token(user, expires, kind, *scope)
         return user if hmac.compare_digest(expected.encode(), token.encode()) else None
 
     def session_user(self, token: str, now: float) -> str | None:
