@@ -20,7 +20,7 @@ import requests
 from pi_stream import credentials
 from pi_stream.render import render_site
 from pi_stream.site import load_site
-from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
+from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
 from tests.configs.tree import (
     RootedAppliance,
     load_auth_module,
@@ -233,7 +233,8 @@ def test_removed_user_and_changed_password_lose_access_at_the_next_deploy(applia
         assert viewer.get(f"{URL}/hls/garden/index.m3u8", timeout=10).status_code == 403
         # The removed viewer's session cookie is refused and counted, as a forged one would be: 403, in the auth log.
         assert viewer.get(f"{URL}/auth/session", timeout=10).status_code == 403
-        assert log_lines(appliance.auth_log, "session-refused", "127.0.0.10") == 1
+        # nginx writes the line after it has answered: wait for it (bounded), never read at once.
+        wait_until(lambda: log_lines(appliance.auth_log, "session-refused", "127.0.0.10") == 1, "the session-refused line", seconds=5)
         assert client("127.0.0.10").get(f"{URL}{link}", timeout=10).status_code == 403
         assert login(client("127.0.0.11"), VIEWER, "a brand new password").status_code == 200
     finally:
