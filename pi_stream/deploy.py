@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pi_stream import PROJECT_ROOT, ome_source, proc
+from pi_stream import ome_source, proc, share
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
 from pi_stream.nginx_source import cache_root
 from pi_stream.site import INVENTORY_FILE, Site
 
-PLAYBOOK = PROJECT_ROOT / "playbooks" / "site.yml"
-ROLES_DIR = PROJECT_ROOT / "roles"
+PLAYBOOK = share.PLAYBOOKS / "site.yml"
+ROLES_DIR = share.ROLES
 CALLBACK_DIR = Path(__file__).resolve().parent / "ansible_plugins" / "callback"
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # site-packages, or the checkout
 DEPLOY_TIMEOUT_SECONDS = 3600  # a cold Pi installs ffmpeg and nginx over a slow link
 # The longest each source build may run (the roles' *_build_timeout_seconds
 # defaults, which tests/unit/test_deploy.py holds equal): a deploy that builds
@@ -72,7 +73,7 @@ def playbook_argv(site: Site, check: bool = False, limit: str | None = None, sou
         str(ansible_playbook if ansible_playbook.exists() else "ansible-playbook"),
         "-i",
         str((site.directory / INVENTORY_FILE).resolve()),
-        str(PLAYBOOK),
+        str(share.require(PLAYBOOK)),
         "-e",
         f"pi_stream_site={site.directory.resolve()}",
         "-e",
@@ -108,8 +109,8 @@ def playbook_env(site: Site) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # The playbook's render play runs `python -m pi_stream`: make sure it finds this package.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH", "")]))
+    # The playbook's render play runs `python -m pi_stream`: make sure it finds this package, this version.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH", "")]))
     return env
 
 
@@ -176,7 +177,7 @@ def deploy(
     with os.fdopen(fd, "w") as stderr_file, open(
         os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w"
     ) as events_file:
-        process = proc.stream(argv, stderr=stderr_file, env=playbook_env(site), cwd=str(PROJECT_ROOT))
+        process = proc.stream(argv, stderr=stderr_file, env=playbook_env(site), cwd=str(share.ROOT))
         try:
             assert process.stdout is not None
             for line in process.stdout:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pi_stream import PROJECT_ROOT
+from pi_stream import share
 from pi_stream.errors import PiStreamError, SiteError
 
 # The distribution's layout, so the roles and every rendered path work the same
@@ -57,7 +57,7 @@ CONFIGURE_FLAGS = (
     "--without-http_memcached_module",
 )
 
-BUILD_FILES_DIR = PROJECT_ROOT / "roles" / "nginx_rtmp" / "files" / "source-build"
+BUILD_FILES_DIR = share.ROLES / "nginx_rtmp" / "files" / "source-build"
 PACKAGE_NAME = "pi-stream-nginx"
 # Bumped by hand only if the package's layout changes in a way the build files do not show.
 RECIPE_REVISION = 1

@@ -15,14 +15,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pi_stream import PROJECT_ROOT
+from pi_stream import share
 from pi_stream.nginx_source import SourceArchive
 
 if TYPE_CHECKING:  # the site model imports this module for its role variables
     from pi_stream.site.model import Site
     from pi_stream.site.webrtc import OmeSource
 
-BUILD_FILES_DIR = PROJECT_ROOT / "roles" / "webrtc_ome" / "files" / "source-build"
+BUILD_FILES_DIR = share.ROLES / "webrtc_ome" / "files" / "source-build"
 PACKAGE_NAME = "pi-stream-ome"
 # Bumped by hand only if the package's layout changes in a way the build files do not show.
 RECIPE_REVISION = 1

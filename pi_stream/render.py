@@ -34,13 +34,13 @@ import jinja2
 import markupsafe
 import yaml
 
-from pi_stream import PROJECT_ROOT, capture, tunnel
+from pi_stream import capture, share, tunnel
 from pi_stream.credentials import write_private_file
 from pi_stream.errors import RenderError
 from pi_stream.site import Site, role_vars, storage_dirs
 from pi_stream.site.webrtc import OME_API_PORT, OME_RTMP_PORT, OME_SIGNALLING_PORT, OME_UDP_ICE_PORT
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates"
+TEMPLATES_DIR = share.TEMPLATES
 CAMERA_TOKEN = "{camera}"
 VARS_DIR = "_vars"
 
@@ -343,9 +343,11 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
 def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_dir: Path = TEMPLATES_DIR) -> Bundle:
     """Render every template for every host. Pure: no file is written."""
     merged_paths = {**DEFAULT_PATHS, **(paths or {})}
-    env = make_environment(templates_dir)
+    env = make_environment(share.require(templates_dir))
     bundle: Bundle = {}
     templates = template_paths(templates_dir)
+    if not templates:
+        raise RenderError(f"{templates_dir} holds no templates: this pi-stream is incomplete; reinstall it (pipx install --force pi-stream)")
     keys = tunnel.read_public_keys(site)
     for host in site.provisioned_hosts:
         files: dict[str, BundleFile] = {}

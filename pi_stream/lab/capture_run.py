@@ -20,12 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from pi_stream import PROJECT_ROOT, credentials
+from pi_stream import credentials, share
 from pi_stream.capture import source_credentials
 from pi_stream.render import paths_under, render_site
 from pi_stream.site import load_site
 
-SCRIPT = PROJECT_ROOT / "templates/usr/local/lib/pi-stream/pi_stream_capture.py"
+SCRIPT = share.TEMPLATES / "usr/local/lib/pi-stream/pi_stream_capture.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the supervisor's Python on the Pi: stdlib only
 HOST = "pi1"
 STOP_TIMEOUT = 20.0

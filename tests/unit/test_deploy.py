@@ -98,12 +98,13 @@ def test_ansible_runs_without_ssh_compression_both_ways(make_site):
     """Modules travel zipped already: -C (Ansible's default) only spends CPU on the controller and the Pi."""
     import configparser
 
-    from pi_stream.deploy import PROJECT_ROOT, SSH_ARGS, playbook_env
+    from pi_stream.deploy import SSH_ARGS, playbook_env
+    from pi_stream.share import ANSIBLE_CFG
 
     assert "-C" not in SSH_ARGS.split() and "ControlPersist=60s" in SSH_ARGS
     assert playbook_env(load_site(make_site()))["ANSIBLE_SSH_ARGS"] == SSH_ARGS
     config = configparser.ConfigParser()
-    config.read(PROJECT_ROOT / "ansible.cfg")
+    config.read(ANSIBLE_CFG)
     assert config["ssh_connection"]["ssh_args"] == SSH_ARGS, "plain ansible-playbook gets the same"
 
 
