@@ -42,6 +42,11 @@ LAB_GROUPS = {
     "test_dvr_proxy": "dvrtest",
     "test_trixie": "test-trixie",
     "test_lab": "labtest",
+    # tests/lab/installed: one lab, these modules in this order (each leaves the Pi as the next expects).
+    "test_quick_start": "installed",
+    "test_checks_suite": "installed",
+    "test_removal": "installed",
+    "test_collection": "installed",
 }
 LAB_DIR = Path(__file__).resolve().parent / "lab"
 
@@ -58,7 +63,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LAB_DIR in Path(item.fspath).parents:
             item.add_marker(pytest.mark.lab)
-    items.sort(key=lambda item: order.get(worker_group(item.nodeid), len(order)))  # stable
+    modules = {module: rank for rank, module in enumerate(LAB_GROUPS)}
+    items.sort(
+        key=lambda item: (
+            order.get(worker_group(item.nodeid), len(order)),
+            modules.get(Path(item.nodeid.split("::", 1)[0]).stem, len(modules)),
+        )
+    )  # stable
 
 
 def pytest_xdist_auto_num_workers(config) -> int:

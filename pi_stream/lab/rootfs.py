@@ -335,5 +335,25 @@ def _prepare_ssh(host: LabHost, root: Path, public_key: str) -> str:
     root_ssh.mkdir(mode=0o700, exist_ok=True)
     os.chmod(root_ssh, 0o700)
     _write(root_ssh / "authorized_keys", public_key if public_key.endswith("\n") else public_key + "\n", 0o600)
+    _add_sudo_user(root, public_key)
     key_type, key_data = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
     return f"{key_type} {key_data}"
+
+
+# Raspberry Pi OS has no root login over SSH: its first user (made by the Imager) has sudo without
+# a password (/etc/sudoers.d/010_pi-nopasswd). Every lab host has one too, with the lab's key, so a
+# site made by `pi-stream init` (ssh user pi, become with sudo) is deployed as it would be on a Pi.
+SUDO_USER = "pi"
+
+
+def _add_sudo_user(root: Path, public_key: str) -> None:
+    home = root / "home" / SUDO_USER
+    if not home.exists():
+        run(["useradd", "--root", str(root), "--create-home", "--shell", "/bin/bash", "--groups", "sudo", SUDO_USER], timeout=30)
+    _write(root / "etc" / "sudoers.d" / "010_pi-nopasswd", f"{SUDO_USER} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    _write(ssh_dir / "authorized_keys", public_key if public_key.endswith("\n") else public_key + "\n", 0o600)
+    uid, gid = (home.stat().st_uid, home.stat().st_gid)
+    for path in (ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, uid, gid)
