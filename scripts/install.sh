@@ -22,6 +22,8 @@ packages=(
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk
     vagrant
+    # The README's quick start installs pi-stream with pipx; tests/lab/installed follows it to the letter.
+    pipx
     # wg-quick parses the rendered tunnel configs (tests/configs/test_relay_render.py); no tunnel is made here.
     wireguard-tools
     # podman parses the WebRTC container unit's command (tests/configs/test_webrtc_render.py); nothing is pulled.
