@@ -198,12 +198,17 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
 
 
 def template_paths(templates_dir: Path = TEMPLATES_DIR) -> list[str]:
-    """Every template, relative to templates/, in a stable order."""
+    """Every template, relative to templates/, in a stable order.
+
+    Bytecode is not a template: pip compiles every .py in a wheel, templates/'s programs included,
+    and a __pycache__ beside them must not become files on the Pi.
+    """
     found = []
     for root, dirs, files in os.walk(templates_dir):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for name in sorted(files):
-            found.append(str((Path(root) / name).relative_to(templates_dir)))
+            if not name.endswith((".pyc", ".pyo")):
+                found.append(str((Path(root) / name).relative_to(templates_dir)))
     return sorted(found)
 
 

@@ -42,6 +42,16 @@ def unpacked(dist, tmp_path_factory) -> Path:
     return target
 
 
+@pytest.fixture(scope="module")
+def compiled(unpacked, tmp_path_factory) -> Path:
+    """The wheel as pip installs it: every .py byte-compiled, templates/'s programs included."""
+    target = tmp_path_factory.mktemp("compiled") / "site-packages"
+    shutil.copytree(unpacked, target)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(target)], check=True, timeout=300)
+    assert list((target / "pi_stream" / "share" / "templates").rglob("*.pyc"))
+    return target
+
+
 def tracked_files() -> list[str]:
     """The files a release ships from the top-level directories: git's list in a checkout with .git, else the tree."""
     if (PROJECT_ROOT / ".git").exists():
@@ -83,7 +93,8 @@ def run_unpacked(unpacked: Path, cwd: Path, *argv: str, input: str | None = None
     )
 
 
-def test_the_wheels_copy_inits_and_renders_what_the_checkout_renders(unpacked, tmp_path):
+def test_the_wheels_copy_inits_and_renders_what_the_checkout_renders(compiled, tmp_path):
+    unpacked = compiled
     where = run_unpacked(unpacked, tmp_path, "--version")
     assert where.returncode == 0 and __version__ in where.stdout, where
     located = subprocess.run(
