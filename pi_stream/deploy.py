@@ -66,14 +66,19 @@ def bundle_dir(site: Site) -> Path:
     return (site.directory / ".pi-stream" / "bundle").resolve()
 
 
-def playbook_argv(site: Site, check: bool = False, limit: str | None = None, sources_checked: bool = False) -> list[str]:
-    """sources_checked: the caller has just fetched and checked the source tarballs, so the playbook need not hash them again."""
+def playbook_argv(
+    site: Site, check: bool = False, limit: str | None = None, sources_checked: bool = False, *, playbook: Path = PLAYBOOK
+) -> list[str]:
+    """sources_checked: the caller has just fetched and checked the source tarballs, so the playbook need not hash them again.
+
+    playbook: site.yml, or another of pi-stream's playbooks (remove.yml) run the same way.
+    """
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
     argv = [
         str(ansible_playbook if ansible_playbook.exists() else "ansible-playbook"),
         "-i",
         str((site.directory / INVENTORY_FILE).resolve()),
-        str(share.require(PLAYBOOK)),
+        str(share.require(playbook)),
         "-e",
         f"pi_stream_site={site.directory.resolve()}",
         "-e",
@@ -163,11 +168,15 @@ def deploy(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = None,
     sources_checked: bool = False,
+    playbook: Path = PLAYBOOK,
 ) -> DeployResult:
-    """Provision every host of the site. Raises UnreachableError before running anything if a host is down."""
+    """Provision every host of the site. Raises UnreachableError before running anything if a host is down.
+
+    playbook: site.yml by default; pi_stream.remove runs remove.yml through the same events and result.
+    """
     timeout = deploy_timeout(site) if timeout is None else timeout
     check_reachable(site)
-    argv = playbook_argv(site, check=check, sources_checked=sources_checked)
+    argv = playbook_argv(site, check=check, sources_checked=sources_checked, playbook=playbook)
     run_dir = new_run_dir(site)
     events_path = run_dir / "events.jsonl"
     stderr_path = run_dir / "ansible-stderr.log"
