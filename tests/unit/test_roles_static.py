@@ -338,10 +338,16 @@ def test_playbook_shape():
     # Keys first: rendering a relay site needs every host's public key, made on the host.
     assert keys["hosts"] == "all:!pi_stream_builders"
     assert [t["ansible.builtin.include_role"] for t in keys["tasks"]] == [{"name": "wireguard_link", "tasks_from": "keys"}]
+    # Before that, on the controller: the pi-stream that renders, of the playbooks' version (tests/unit/test_collection.py).
+    assert [t["ansible.builtin.import_tasks"] for t in keys["pre_tasks"]] == ["tasks/pi-stream-command.yml"]
     assert render["hosts"] == "all" and render["gather_facts"] is False
-    # On the controller, before any host changes: render the bundle, then fetch and check nginx's sources.
-    assert [argv_of(task)[:4] for task in render["tasks"]] == [
-        ["{{ ansible_playbook_python }}", "-m", "pi_stream", command] for command in ("render", "fetch-sources")
+    # On the controller, before any host changes: render the bundle, then fetch and check nginx's sources,
+    # with the pi-stream chosen first (`python -m pi_stream` or `pi-stream`).
+    argvs = [" ".join(task["ansible.builtin.command"]["argv"].split()) for task in render["tasks"]]
+    assert argvs == [
+        "{{ hostvars['localhost']['pi_stream_command'] + ['render', pi_stream_site, '-o', pi_stream_bundle, "
+        "'--secrets-dir', pi_stream_secrets] }}",
+        "{{ hostvars['localhost']['pi_stream_command'] + ['fetch-sources', pi_stream_site, '--cache', pi_stream_cache] }}",
     ]
     for task in render["tasks"]:
         assert task["run_once"] is True and task["delegate_to"] == "localhost"
@@ -358,10 +364,12 @@ def test_playbook_shape():
     include = host_bundle[0]["ansible.builtin.include_vars"]
     assert include["file"] == "{{ pi_stream_bundle }}/_vars/{{ inventory_hostname }}.yml"
     assert host_bundle[1]["ansible.builtin.assert"]["that"] == ["pi_stream_host_kind == pi_stream_play_kind"]
-    group_vars = load(ROOT / "playbooks/group_vars/all.yml")
-    assert group_vars["pi_stream_site"] == "{{ inventory_dir }}"
-    assert group_vars["pi_stream_bundle"] == "{{ pi_stream_site }}/.pi-stream/bundle"
-    assert group_vars["pi_stream_host_bundle"] == "{{ pi_stream_bundle }}/{{ inventory_hostname }}"
+    # The paths' defaults, in every play: playbook group_vars would not reach a collection's playbook imported by another.
+    assert all(play["vars_files"] == ["vars/paths.yml"] for play in (keys, render, provision))
+    paths = {name: " ".join(value.split()) for name, value in load(ROOT / "playbooks/vars/paths.yml").items()}
+    assert paths["pi_stream_site"] == "{{ hostvars[inventory_hostname]['pi_stream_site'] | default(inventory_dir) }}"
+    assert "default(pi_stream_site ~ '/.pi-stream/bundle')" in paths["pi_stream_bundle"]
+    assert "default(pi_stream_bundle ~ '/' ~ inventory_hostname)" in paths["pi_stream_host_bundle"]
 
 
 def ansible_env() -> dict[str, str]:
