@@ -3,11 +3,14 @@
 A child never inherits our stdin. The file description behind it is shared with every
 other child, and ssh sets O_NONBLOCK on it while it runs (and leaves it set when it is
 killed); ansible-core then refuses to start ("Ansible requires blocking IO"). A fresh
-/dev/null, or a pipe for `input`, is the child's own.
+/dev/null, or a pipe for `input`, is the child's own. The one exception is a child that
+asks the user a question (`ansible-playbook --ask-become-pass`): `stream(terminal=True)`
+hands it our stdin, made blocking first.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -66,12 +69,25 @@ def run(
     return result
 
 
-def stream(argv: Sequence[str], *, stderr, env: Mapping[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen:
-    """Start argv with its stdout as a text pipe to read line by line (ansible's event stream); stdin is its own /dev/null."""
+def stream(
+    argv: Sequence[str], *, stderr, env: Mapping[str, str] | None = None, cwd: str | None = None, terminal: bool = False
+) -> subprocess.Popen:
+    """Start argv with its stdout as a text pipe to read line by line (ansible's event stream).
+
+    stdin is the child's own /dev/null, unless `terminal`: then it is ours, for a question the child
+    asks the user (a password), set blocking first in case an ssh left it non-blocking.
+    """
     argv = [str(part) for part in argv]
+    stdin = subprocess.DEVNULL
+    if terminal:
+        try:
+            os.set_blocking(0, True)
+            stdin = None
+        except OSError:  # no stdin at all (fd 0 closed): the child's question gets end of file, as from /dev/null
+            pass
     try:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            argv, stdin=stdin, stdout=subprocess.PIPE, stderr=stderr, text=True,
             env=dict(env) if env is not None else None, cwd=cwd,
         )
     except FileNotFoundError as exc:
