@@ -6,8 +6,10 @@ render`, exactly as it does for a user running plain `ansible-playbook`.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import shlex
 import socket
 import sys
@@ -21,7 +23,8 @@ from typing import Any
 from pi_stream import ome_source, proc, share
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
 from pi_stream.nginx_source import cache_root
-from pi_stream.site import INVENTORY_FILE, Site
+from pi_stream.site import INVENTORY_FILE, Host, Site
+from pi_stream.site.inventory import BUILDERS_GROUP, RELAYS_GROUP
 
 PLAYBOOK = share.PLAYBOOKS / "site.yml"
 ROLES_DIR = share.ROLES
@@ -67,10 +70,19 @@ def bundle_dir(site: Site) -> Path:
 
 
 def playbook_argv(
-    site: Site, check: bool = False, limit: str | None = None, sources_checked: bool = False, *, playbook: Path = PLAYBOOK
+    site: Site,
+    check: bool = False,
+    limit: str | None = None,
+    sources_checked: bool = False,
+    *,
+    tags: str | None = None,
+    verbosity: int = 0,
+    ask_become_pass: bool = False,
+    playbook: Path = PLAYBOOK,
 ) -> list[str]:
     """sources_checked: the caller has just fetched and checked the source tarballs, so the playbook need not hash them again.
 
+    limit, tags, verbosity (-v count) and ask_become_pass are ansible-playbook's own options, passed on as they are.
     playbook: site.yml, or another of pi-stream's playbooks (remove.yml) run the same way.
     """
     ansible_playbook = Path(sys.executable).with_name("ansible-playbook")
@@ -92,6 +104,12 @@ def playbook_argv(
         argv.append("--check")
     if limit:
         argv += ["--limit", limit]
+    if tags:
+        argv += ["--tags", tags]
+    if verbosity > 0:
+        argv.append("-" + "v" * min(verbosity, 6))
+    if ask_become_pass:
+        argv.append("--ask-become-pass")
     return argv
 
 
@@ -119,29 +137,101 @@ def playbook_env(site: Site) -> dict[str, str]:
     return env
 
 
-def check_reachable(site: Site, timeout: float = SSH_PROBE_TIMEOUT_SECONDS) -> None:
-    """One line per unreachable host, before Ansible prints a wall of text about it."""
-    problems = []
+def deploy_hosts(site: Site, limit: str | None = None) -> tuple[Host, ...]:
+    """Every host a deploy talks to: the appliances and relays --limit selects, and the build hosts in use.
+
+    Builds are delegated to their build host whichever hosts are limited to, and a relay reads the
+    shared site key from the first relay (viewer_auth_token_key_host), so those come along.
+    """
+    chosen = limited_hosts(site, limit)
+    if any(site.is_relay(h.name) for h in chosen) and site.relays[0] not in chosen:
+        chosen = (*chosen, site.relays[0])
     wanted = {site.nginx_source.build_host} if site.nginx_install_method == "source" else set()
     if site.webrtc is not None and site.webrtc.install_method == "source":
         wanted.add(site.webrtc.source.build_host)
-    builders = [h for h in site.build_hosts if h.name in wanted]
-    for host in (*site.hosts, *builders):
-        try:
-            with socket.create_connection((host.address, host.ssh_port), timeout=timeout) as conn:
-                conn.settimeout(timeout)
-                banner = conn.recv(64)
-            if not banner.startswith(b"SSH-"):
-                problems.append(f"{host.name} ({host.address}:{host.ssh_port}): something answers, but not SSH")
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            if isinstance(exc, TimeoutError | socket.timeout):
-                reason = f"no answer within {timeout:g}s"
-            problems.append(f"{host.name} ({host.address}:{host.ssh_port}): SSH unreachable: {reason}")
+    return (*chosen, *(h for h in site.build_hosts if h.name in wanted))
+
+
+def limited_hosts(site: Site, limit: str | None) -> tuple[Host, ...]:
+    """The appliances and relays an Ansible --limit selects, in inventory order: names and globs, the groups
+    all, pi_stream_relays and pi_stream_builders, `!` to leave out and `&` to intersect, separated by `,` or `:`.
+
+    A pattern this cannot evaluate (a regex `~...`, `@file`, a group of the user's own) selects every host:
+    the probe then asks too much, never too little, and ansible-playbook applies the limit itself.
+    """
+    every = (*site.hosts, *site.relays)
+    if not limit:
+        return every
+    groups = {"all": every, RELAYS_GROUP: site.relays, BUILDERS_GROUP: ()}
+    union: set[str] | None = None
+    keep: set[str] = {h.name for h in every}
+    for term in filter(None, (t.strip() for t in re.split(r"[,:]", limit))):
+        op, pattern = (term[0], term[1:]) if term[0] in "!&" else ("", term)
+        if not pattern or pattern[0] in "~@":
+            return every
+        names = {h.name for h in every if fnmatch.fnmatchcase(h.name, pattern)}
+        names |= {h.name for group, members in groups.items() if fnmatch.fnmatchcase(group, pattern) for h in members}
+        if not names and not any(fnmatch.fnmatchcase(group, pattern) for group in groups):
+            return every
+        if op == "!":
+            keep -= names
+        elif op == "&":
+            keep &= names
+        else:
+            union = names if union is None else union | names
+    selected = keep if union is None else union & keep
+    return tuple(h for h in every if h.name in selected)
+
+
+def probe_ssh(host: Host, timeout: float = SSH_PROBE_TIMEOUT_SECONDS) -> str:
+    """"" when the host's SSH server answers with its banner; else one line saying what happened."""
+    where = f"{host.name} ({host.address}:{host.ssh_port})"
+    try:
+        with socket.create_connection((host.address, host.ssh_port), timeout=timeout) as conn:
+            conn.settimeout(timeout)
+            banner = conn.recv(64)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError | socket.timeout):
+            reason = f"no answer within {timeout:g}s"
+        return f"{where}: SSH unreachable: {reason}"
+    return "" if banner.startswith(b"SSH-") else f"{where}: something answers, but not SSH"
+
+
+def check_reachable(
+    site: Site,
+    hosts: tuple[Host, ...] | None = None,
+    *,
+    timeout: float = SSH_PROBE_TIMEOUT_SECONDS,
+    consequence: str = "nothing was changed",
+) -> None:
+    """One line per unreachable host, before Ansible (or testinfra) prints a wall of text about it.
+
+    hosts: those to probe (default: every host a deploy talks to). deploy, remove, verify and status
+    all say it this way, with exit code 6; `consequence` says what was not done.
+    """
+    problems = [problem for host in (deploy_hosts(site) if hosts is None else hosts) if (problem := probe_ssh(host, timeout))]
     if problems:
-        raise UnreachableError(
-            "\n".join(problems) + "\nnothing was changed; check the address in inventory.yml and that the Pi is on"
-        )
+        raise unreachable_error(problems, consequence)
+
+
+def unreachable_error(problems: list[str], consequence: str) -> UnreachableError:
+    """The one error for hosts that SSH does not reach: a line per host, then what was not done and what to check."""
+    if all("Permission denied" in problem for problem in problems):
+        fix = "check ansible_user in inventory.yml and that your SSH key is on the host (ssh-copy-id USER@HOST)"
+    else:
+        fix = "check the address in inventory.yml and that the host is on"
+    return UnreachableError("\n".join(problems) + f"\n{consequence}; {fix}")
+
+
+def ssh_failure(exc: BaseException) -> str:
+    """What ssh said when it could not run a command for testinfra (which raises RuntimeError(result) on ssh's own
+    exit status, 255: connection refused, host key, permission denied); "" for any other error."""
+    result = exc.args[0] if isinstance(exc, RuntimeError) and exc.args else None
+    if getattr(result, "rc", None) != 255:
+        return ""
+    lines = [line.strip() for line in str(getattr(result, "stderr", "") or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "ssh exited with status 255"
 
 
 def new_run_dir(site: Site) -> Path:
@@ -168,15 +258,25 @@ def deploy(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = None,
     sources_checked: bool = False,
+    limit: str | None = None,
+    tags: str | None = None,
+    verbosity: int = 0,
+    ask_become_pass: bool = False,
+    on_output: Callable[[str], None] | None = None,
     playbook: Path = PLAYBOOK,
 ) -> DeployResult:
-    """Provision every host of the site. Raises UnreachableError before running anything if a host is down.
+    """Provision every host of the site (or those `limit` selects). Raises UnreachableError before running anything if a host is down.
 
+    ask_become_pass: ansible-playbook asks for the sudo password itself, so it gets our terminal as its stdin.
+    on_output: each line ansible-playbook prints that is not one of our events (its own -v output).
     playbook: site.yml by default; pi_stream.remove runs remove.yml through the same events and result.
     """
     timeout = deploy_timeout(site) if timeout is None else timeout
-    check_reachable(site)
-    argv = playbook_argv(site, check=check, sources_checked=sources_checked, playbook=playbook)
+    check_reachable(site, deploy_hosts(site, limit))
+    argv = playbook_argv(
+        site, check=check, limit=limit, sources_checked=sources_checked, tags=tags, verbosity=verbosity, ask_become_pass=ask_become_pass,
+        playbook=playbook,
+    )
     run_dir = new_run_dir(site)
     events_path = run_dir / "events.jsonl"
     stderr_path = run_dir / "ansible-stderr.log"
@@ -186,13 +286,15 @@ def deploy(
     with os.fdopen(fd, "w") as stderr_file, open(
         os.open(events_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w"
     ) as events_file:
-        process = proc.stream(argv, stderr=stderr_file, env=playbook_env(site), cwd=str(share.ROOT))
+        process = proc.stream(argv, stderr=stderr_file, env=playbook_env(site), cwd=str(share.ROOT), terminal=ask_become_pass)
         try:
             assert process.stdout is not None
             for line in process.stdout:
                 events_file.write(line)
                 event = parse_event(line)
                 if event is None:
+                    if on_output is not None and line.strip():
+                        on_output(line.rstrip("\n"))
                     continue
                 absorb(result, event)
                 if on_event is not None:

@@ -124,3 +124,99 @@ def test_a_deploy_that_builds_may_run_as_long_as_its_builds_may(make_site):
     image = "docker.io/airensoft/ovenmediaengine@sha256:" + "0" * 64
     in_a_container = load_site(make_site("webrtc", webrtc={**webrtc, "install_method": "container", "image": image}))
     assert deploy_timeout(in_a_container) == DEPLOY_TIMEOUT_SECONDS
+
+
+def test_ansible_playbooks_own_options_are_passed_on_as_given(make_site):
+    site = load_site(make_site())
+    argv = playbook_argv(site, limit="pi1:!pi2", tags="nginx,fail2ban", verbosity=3, ask_become_pass=True)
+    assert argv[argv.index("--limit") + 1] == "pi1:!pi2" and argv[argv.index("--tags") + 1] == "nginx,fail2ban"
+    assert "-vvv" in argv and "--ask-become-pass" in argv
+    plain = playbook_argv(site)
+    assert not {"--limit", "--tags", "--ask-become-pass"} & set(plain) and not any(a.startswith("-v") for a in plain)
+
+
+def names(hosts) -> list[str]:
+    return [h.name for h in hosts]
+
+
+def test_a_limit_selects_the_hosts_to_probe_as_ansible_would(make_site):
+    from pi_stream.deploy import limited_hosts
+
+    site = load_site(make_site("relay"))
+    assert names(limited_hosts(site, None)) == ["pi1", "relay1", "relay2"]
+    assert names(limited_hosts(site, "pi1")) == ["pi1"]
+    assert names(limited_hosts(site, "relay*")) == ["relay1", "relay2"]
+    assert names(limited_hosts(site, "all:!relay2")) == ["pi1", "relay1"]
+    assert names(limited_hosts(site, "!pi1")) == ["relay1", "relay2"]
+    assert names(limited_hosts(site, "pi_stream_relays:&relay2")) == ["relay2"]
+    assert names(limited_hosts(site, "pi1,relay2")) == ["pi1", "relay2"]
+    # What cannot be told here selects everything: the probe asks too much, never too little.
+    for pattern in ("~pi.*", "@retry.txt", "my_own_group"):
+        assert names(limited_hosts(site, pattern)) == ["pi1", "relay1", "relay2"], pattern
+
+
+def test_a_deploy_probes_its_relays_and_the_build_hosts_it_uses(make_site, tmp_path):
+    from pi_stream.deploy import deploy_hosts
+    from tests.conftest import write_site
+
+    site = load_site(make_site("relay"))
+    assert names(deploy_hosts(site)) == ["pi1", "relay1", "relay2"]
+    assert names(deploy_hosts(site, "relay2")) == ["relay2", "relay1"], "relay2 reads the site key from relay1"
+    assert names(deploy_hosts(site, "pi1")) == ["pi1"]
+    hosts = {"pi1": {"ansible_host": "192.0.2.10"},
+             "pi_stream_builders": {"hosts": {"builder": {"ansible_host": "192.0.2.30"}, "spare": {"ansible_host": "192.0.2.31"}}}}
+    built = load_site(write_site(tmp_path / "built", {"name": "b", "cameras": [{"name": "c", "source": {"type": "testsrc"}}],
+                                                      "nginx": {"install_method": "source", "source": {"build_host": "builder"}}}, hosts))
+    assert names(deploy_hosts(built, "pi1")) == ["pi1", "builder"], "the build is delegated whatever the limit; spare is unused"
+
+
+def test_ssh_failures_from_testinfra_are_told_from_other_errors():
+    from types import SimpleNamespace
+
+    from pi_stream.deploy import ssh_failure
+
+    refused = SimpleNamespace(rc=255, stderr="Warning: Permanently added ...\r\npi@192.0.2.9: Permission denied (publickey,password).\r\n")
+    assert ssh_failure(RuntimeError(refused)) == "pi@192.0.2.9: Permission denied (publickey,password)."
+    assert ssh_failure(RuntimeError(SimpleNamespace(rc=1, stderr="cat: no such file"))) == ""
+    assert ssh_failure(RuntimeError("No inventory was parsed")) == "" and ssh_failure(ValueError("x")) == ""
+
+
+def test_permission_denied_says_to_put_the_key_on_the_host():
+    from pi_stream.deploy import unreachable_error
+
+    error = unreachable_error(["pi1 (192.0.2.9:22): SSH failed: pi@192.0.2.9: Permission denied (publickey)."], "nothing was verified")
+    assert error.status == ExitStatus.UNREACHABLE and "ssh-copy-id" in error.message
+    assert "ssh-copy-id" not in unreachable_error(["pi1 (192.0.2.9:22): SSH unreachable: Connection refused"], "x").message
+
+
+FAKE_PLAYBOOK = """
+import json, os, sys
+print("Using /etc/ansible.cfg as config file")  # what ansible-playbook -v says in its own words
+print(json.dumps({"event": "stats", "hosts": {"pi1": {"ok": 3}}}))
+print(json.dumps({"stdin_is_devnull": os.path.samestat(os.fstat(0), os.stat(os.devnull))}), file=sys.stderr)
+"""
+
+
+def test_deploy_passes_ansibles_own_output_on_and_gives_it_the_terminal_only_for_a_become_password(make_site, monkeypatch):
+    import sys
+
+    from pi_stream import deploy as deploy_module
+
+    site = load_site(make_site())
+    monkeypatch.setattr(deploy_module, "check_reachable", lambda *args, **kwargs: None)
+    started = []
+    real_stream = deploy_module.proc.stream
+
+    def stream(argv, **kwargs):
+        started.append((argv, kwargs["terminal"]))
+        return real_stream([sys.executable, "-c", FAKE_PLAYBOOK], **kwargs)
+
+    monkeypatch.setattr(deploy_module.proc, "stream", stream)
+    output: list[str] = []
+    result = deploy_module.deploy(site, verbosity=1, ask_become_pass=True, on_output=output.append)
+    assert result.status == ExitStatus.OK and result.stats["pi1"].ok == 3
+    assert output == ["Using /etc/ansible.cfg as config file"]
+    assert started[0][1] is True and "--ask-become-pass" in started[0][0] and "-v" in started[0][0]
+    plain = deploy_module.deploy(site)
+    assert started[1][1] is False
+    assert '"stdin_is_devnull": true' in (plain.run_dir / "ansible-stderr.log").read_text(), "without -K, ansible's stdin is its own"
