@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pi_stream.site import load_site
-from pi_stream.verify import Checker, Http, PinnedCertificate, VerifyResult, ssl_context_of, verify_host, verify_relay
+from pi_stream.verify import Http, PinnedCertificate, ssl_context_of, verify_site
 from pi_stream.webrtc_checks import signalling_offer
 from tests.conftest import VIEWER, VIEWER_PASSWORD, write_site
 
@@ -166,13 +166,12 @@ def site_served_at(tmp_path: Path, port: int, provided: tuple[Path, Path] | None
 
 
 def run_verify(site, installed: str, relay: bool, monkeypatch) -> dict[str, str]:
-    """verify's checks of the one host on this machine, {name: detail}, failed ones prefixed with "FAIL "."""
-    monkeypatch.setattr("pi_stream.verify.testinfra_host", lambda site, host: FakeRemote(installed))
-    result = VerifyResult()
-    if relay:
-        verify_relay(site, site.relays[0], {}, VIEWER, VIEWER_PASSWORD, Checker("relay1", result, None), None, in_use=False)
-    else:
-        verify_host(site, site.hosts[0], {}, VIEWER, VIEWER_PASSWORD, Checker("pi1", result, None), None)
+    """verify's checks of the one host on this machine, {name: detail}, failed ones prefixed with "FAIL ".
+    A relay is on standby: its Pi (FakeRemote too) has no relay agent that answers."""
+    monkeypatch.setattr("pi_stream.checks.run.testinfra_host", lambda site, host, inventory=None: FakeRemote(installed))
+    name = site.relays[0].name if relay else site.hosts[0].name
+    result = verify_site(site, {name: {}}, VIEWER, VIEWER_PASSWORD, hosts=[name])
+    assert {c.host for c in result.checks} == {name}
     return {c.name: ("" if c.ok else "FAIL ") + c.detail for c in result.checks}
 
 
