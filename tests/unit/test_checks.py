@@ -203,7 +203,8 @@ run.plan = plan
 '''
 
 
-def run_checks(tmp_path: Path, *args: str, toy: bool = True, password: str | None = VIEWER_PASSWORD) -> tuple[subprocess.CompletedProcess, list]:
+def run_checks(tmp_path: Path, *args: str, toy: bool = True, password: str | None = VIEWER_PASSWORD, plugin: bool = True,
+               **env_vars: str) -> tuple[subprocess.CompletedProcess, list]:
     """`pytest --pyargs pi_stream.checks ARGS` in tmp_path/run with a JUnit XML; (the process, [(id, outcome, message, detail)])."""
     (tmp_path / "run").mkdir(exist_ok=True)
     (tmp_path / "toy_plan.py").write_text(TOY_PLAN, encoding="utf-8")
@@ -211,9 +212,11 @@ def run_checks(tmp_path: Path, *args: str, toy: bool = True, password: str | Non
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
     if password is not None:
         env["PI_STREAM_PASSWORD"] = password
+    env.update(env_vars)
     junit = tmp_path / "run" / "checks.xml"
     junit.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "pytest", "-p", "pi_stream.checks.plugin", *(["-p", "toy_plan"] if toy else []), "-p", "no:cacheprovider",
+    argv = [sys.executable, "-m", "pytest", *(["-p", "pi_stream.checks.plugin"] if plugin else []), *(["-p", "toy_plan"] if toy else []),
+            "-p", "no:cacheprovider",
             "--pyargs", "pi_stream.checks", "--junitxml", str(junit), *args]
     process = subprocess.run(argv, cwd=tmp_path / "run", env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     cases = []
@@ -280,6 +283,13 @@ def test_usage_errors_say_what_to_give(args, message, tmp_path):
     process, cases = run_checks(tmp_path, *args)
     assert process.returncode == pytest.ExitCode.USAGE_ERROR, process.stdout + process.stderr
     assert message in process.stderr and cases == []
+
+
+def test_without_the_plugin_loaded_the_checks_say_how_to_load_it(tmp_path):
+    """No -p and no plugin autoload: the package's conftest.py registers the plugin late, in time to say what is missing."""
+    process, cases = run_checks(tmp_path, plugin=False, toy=False, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert process.returncode == pytest.ExitCode.USAGE_ERROR, process.stdout + process.stderr
+    assert "pi_stream.checks needs --site" in process.stderr and "add -p pi_stream.checks.plugin" in process.stderr
 
 
 def test_the_real_checks_against_a_host_that_refuses_ssh(tmp_path):
