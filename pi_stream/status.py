@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 from pi_stream.capture import RUNTIME_DIR
+from pi_stream.checks.connection import testinfra_host
 from pi_stream.console import table
+from pi_stream.deploy import ssh_failure
 from pi_stream.site import Site
 from pi_stream.tunnel import AGENT_STATE
 from pi_stream.updates import UpdatesVerdict, judge, read_report
@@ -41,18 +43,22 @@ class HostStatus:
 
 
 def read_host_status(site: Site, host_name: str, now: float | None = None) -> HostStatus:
-    from pi_stream.verify import testinfra_host
-
+    """What the host's files say. SSH failing to reach the host (ssh's exit 255) is raised, for the
+    caller to say in deploy's words (workflows.run_status); the host's own problems are in the status."""
     host = site.host(host_name)
     remote = testinfra_host(site, host)
     try:
         result = remote.run("cat %s", STATUS_FILE)
-    except RuntimeError as exc:  # testinfra's Ansible backend: host unreachable
-        return HostStatus(host_name, error=f"cannot reach {host.address} over SSH: {str(exc).strip()[-200:]}")
+    except RuntimeError as exc:  # testinfra's Ansible backend could not say (no inventory, no ansible-inventory)
+        if ssh_failure(exc):
+            raise
+        return HostStatus(host_name, error=f"cannot read {STATUS_FILE} on {host.address}: {str(exc).strip()[-200:]}")
     status = capture_status(host_name, result, now)
     try:
         status.updates = judge(read_report(remote), site.updates, now)
     except RuntimeError as exc:
+        if ssh_failure(exc):
+            raise
         status.updates_error = str(exc)
     status.webrtc_cameras = tuple(c.name for c in site.webrtc_cameras_on(host_name))
     if status.webrtc_cameras:

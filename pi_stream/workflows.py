@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pi_stream import credentials, ome_source
+from pi_stream import status as host_status
+from pi_stream.checks.connection import base_url, testinfra_host
 from pi_stream.console import Console, table
-from pi_stream.deploy import DeployResult, deploy
-from pi_stream.nginx_source import fetch_archives, fetch_sources
+from pi_stream.deploy import DeployResult, check_reachable, deploy, limited_hosts, probe_ssh, ssh_failure, unreachable_error
 from pi_stream.errors import ExitStatus, PiStreamError, SiteError, VerifyError
+from pi_stream.nginx_source import fetch_archives, fetch_sources
 from pi_stream.render import render_site
-from pi_stream.site import SITE_FILE, Site, load_site, update_notes
+from pi_stream.site import SITE_FILE, Host, Site, load_site, update_notes
 from pi_stream.verify import Check, VerifyResult, verify_site
 
 DEMO_LAB = "demo"
@@ -20,10 +23,11 @@ DEMO_PASSWORD_FILE = ".pi-stream/demo-password"
 
 
 class DeployProgress:
-    """Turns playbook events into one line per task and per host failure."""
+    """Turns playbook events into one line per task and per host failure; verbose: a line per host result too."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, verbose: bool = False) -> None:
         self.console = console
+        self.verbose = verbose
         self.task_count = 0
         self.minutes_reported: dict[str, int] = {}
 
@@ -41,10 +45,19 @@ class DeployProgress:
                 self.minutes_reported[key] = minutes
                 self.console.progress(f"      still running on {event['host']}: {minutes} min")
         elif kind == "ok" and event.get("changed"):
-            self.console.progress(f"      changed: {event['host']}")
+            self.console.progress(f"      changed: {event['host']}{self.detail(event)}")
         elif kind in ("failed", "unreachable") and not event.get("ignored"):
-            first_line = (event.get("message") or kind).strip().splitlines()[0][:300]
-            self.console.progress(f"      {kind.upper()}: {event['host']}: {first_line}")
+            message = (event.get("message") or kind).strip()
+            shown = message if self.verbose else message.splitlines()[0][:300]
+            self.console.progress(f"      {kind.upper()}: {event['host']}: {shown}")
+        elif self.verbose and kind in ("ok", "skipped", "failed"):
+            label = {"ok": "ok", "skipped": "skipped", "failed": "failed (ignored)"}[kind]
+            self.console.progress(f"      {label}: {event['host']}{self.detail(event)}")
+
+    def detail(self, event: dict[str, Any]) -> str:
+        """Verbose: the result's message (a debug task's text, a command's stderr), else nothing."""
+        message = (event.get("message") or "").strip() if self.verbose else ""
+        return f": {message}" if message else ""
 
 
 def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -> list[Path]:
@@ -73,15 +86,34 @@ def run_fetch_sources(site: Site, console: Console, cache: Path | None = None) -
     return paths
 
 
-def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResult:
-    hosts = ", ".join(f"{h.name} ({h.address})" for h in site.hosts)
+def run_deploy(
+    site: Site,
+    console: Console,
+    check: bool = False,
+    *,
+    limit: str | None = None,
+    tags: str | None = None,
+    verbosity: int = 0,
+    ask_become_pass: bool = False,
+) -> DeployResult:
+    """Deploy with progress and a summary table; the URLs to open once it worked.
+
+    limit, tags, verbosity (-v count) and ask_become_pass go to ansible-playbook as they are. With -v the
+    progress shows every host's result and ansible's own output besides (its -v, -vv, ... lines).
+    """
+    chosen = limited_hosts(site, limit)
+    hosts = ", ".join(f"{h.name} ({h.address})" for h in chosen)
     console.progress(f"deploying {site.name} to {hosts}{' in check mode' if check else ''}")
     for line in [*budget_notes(site), *update_notes(site.updates)]:
         console.info(f"note: {line}")
     # Before Ansible starts: a wrong checksum is a mistake in site.yml (exit 3) and changes nothing anywhere.
     # Checked here, once: the playbook's own check (for plain ansible-playbook users) is then skipped.
     checked = bool(run_fetch_sources(site, console))
-    result = deploy(site, check=check, on_event=DeployProgress(console), sources_checked=checked)
+    result = deploy(
+        site, check=check, on_event=DeployProgress(console, verbose=verbosity > 0), sources_checked=checked,
+        limit=limit, tags=tags, verbosity=verbosity, ask_become_pass=ask_become_pass,
+        on_output=console.progress if verbosity > 0 else None,
+    )
     rows = [
         (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))
         for host, s in sorted(result.stats.items())
@@ -94,7 +126,29 @@ def run_deploy(site: Site, console: Console, check: bool = False) -> DeployResul
         for host, task, message in result.failures:
             console.error(f"{host}: {task}: {message.strip()}")
         console.error(f"deploy failed; the run's events are in {result.run_dir}")
+    elif not check:
+        print_urls(site, console, chosen)
     return result
+
+
+def urls_to_open(site: Site, hosts: tuple[Host, ...] | None = None) -> list[tuple[str, str]]:
+    """(host, URL) a browser opens: each appliance's page at its inventory address, then each relay's origin
+    (what viewers away from home open, site.yml relay.relays[].url). `hosts` narrows it (deploy --limit)."""
+    hosts = (*site.hosts, *site.relays) if hosts is None else hosts
+    urls = [(h.name, base_url(site, h)) for h in hosts if not site.is_relay(h.name)]
+    names = {h.name for h in hosts}
+    return urls + [(r.host, r.url.rstrip("/") + "/") for r in site.remote.relays if r.host in names]
+
+
+def print_urls(site: Site, console: Console, hosts: tuple[Host, ...] | None = None) -> None:
+    urls = urls_to_open(site, hosts)
+    if not urls:
+        return
+    width = max(len(url) for _, url in urls)
+    console.info("open in a browser:")
+    for host, url in urls:
+        where = "viewers away from home" if site.is_relay(host) else "on the Pi's network"
+        console.info(f"  {url.ljust(width)}  ({host}, {where})")
 
 
 def budget_notes(site: Site) -> list[str]:
@@ -121,31 +175,83 @@ def print_check(console: Console):
 
 
 def run_verify(site: Site, user: str, password: str, console: Console) -> VerifyResult:
+    """Verify every appliance and relay; the URLs to open once it passed.
+
+    A host SSH does not reach is the one-line UnreachableError (exit 6) that deploy gives, before any check,
+    and also when a host goes away while verify runs (then the failed checks above were that).
+    """
     if user not in site.viewers:
         raise PiStreamError(f"{user!r} is not a viewer of this site (viewers: {', '.join(site.viewers)})")
+    hosts = (*site.hosts, *site.relays)
+    check_logins(site, hosts, "nothing was verified")
     console.progress(f"verifying {site.name} as viewer {user}")
-    result = verify_site(site, render_site(site), user, password, on_check=print_check(console))
+    bundle = render_site(site)
+    try:
+        result = verify_site(site, bundle, user, password, on_check=print_check(console))
+    except PiStreamError:
+        raise
+    except Exception as exc:
+        raise_if_gone(site, hosts, exc, "verify could not finish")
+        raise
     rows = [(c.host, c.name, "ok" if c.ok else "FAIL", c.detail) for c in result.checks]
     console.info(table(rows, ("host", "check", "result", "detail")))
     if not result.ok:
+        raise_if_gone(site, hosts, None, f"{len(result.failed)} of {len(result.checks)} checks failed, while a host went away")
         console.error(f"{len(result.failed)} of {len(result.checks)} checks failed")
+    else:
+        print_urls(site, console)
     return result
+
+
+def check_logins(site: Site, hosts: tuple[Host, ...], consequence: str) -> None:
+    """Before verify or status talk to the hosts: each answers on SSH (as deploy probes) and lets us log in.
+
+    A wrong key or user is what a new site most often has; testinfra would say it as a repr, per check."""
+    check_reachable(site, hosts, consequence=consequence)
+    problems = []
+    for host in hosts:
+        try:
+            testinfra_host(site, host).run("true")
+        except RuntimeError as exc:
+            said = ssh_failure(exc)
+            if not said:
+                raise
+            problems.append(f"{host.name} ({host.address}:{host.ssh_port}): SSH failed: {said}")
+    if problems:
+        raise unreachable_error(problems, consequence)
+
+
+def raise_if_gone(site: Site, hosts: tuple[Host, ...], exc: BaseException | None, consequence: str) -> None:
+    """Raise the one-line UnreachableError when talking to the hosts failed because one no longer answers SSH.
+
+    Whatever the failure looked like where it surfaced (ssh's exit 255 through testinfra, a requests
+    ConnectionError, a timeout), the hosts are probed again as deploy probes them: a host that answers
+    means the failure was the appliance's, and it stands as it is."""
+    said = ssh_failure(exc) if exc is not None else ""
+    problems = [problem for host in hosts if (problem := probe_ssh(host))]
+    if said and not problems:
+        problems = [f"SSH failed: {said}"]
+    if problems:
+        raise unreachable_error(problems, consequence) from exc
 
 
 def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatus:
     """Print each host's capture status. Exit 5 when a camera is failing or disabled, or a host cannot say."""
-    import json
-
-    from pi_stream.status import format_host, read_host_status, relay_ok
-
-    statuses = [read_host_status(site, host.name) for host in site.hosts]
+    check_logins(site, site.hosts, "no status was read")
+    try:
+        statuses = [host_status.read_host_status(site, host.name) for host in site.hosts]
+    except PiStreamError:
+        raise
+    except Exception as exc:
+        raise_if_gone(site, site.hosts, exc, "status could not finish")
+        raise
     if as_json:
         console.info(json.dumps({s.host: status_document(s) for s in statuses}, indent=1))
     else:
-        console.info("\n\n".join(format_host(s) for s in statuses))
+        console.info("\n\n".join(host_status.format_host(s) for s in statuses))
     troubled = [f"{s.host}: {c['camera']} ({c['state']})" for s in statuses for c in s.troubled]
     troubled += [f"{s.host}: security updates" for s in statuses if s.updates is not None and not s.updates.ok]
-    troubled += [f"{s.host}: relays" for s in statuses if s.relay is not None and not relay_ok(s.relay)]
+    troubled += [f"{s.host}: relays" for s in statuses if s.relay is not None and not host_status.relay_ok(s.relay)]
     unknown = [s.host for s in statuses if s.error]
     if troubled or unknown:
         console.error("needs attention: " + ", ".join(troubled + [f"{h}: no status" for h in unknown]))
@@ -205,10 +311,7 @@ def run_demo(site_dir: Path, console: Console, suite: str = "bookworm", arch: st
     verified = run_verify(site, DEMO_VIEWER, password, console)
     if not verified.ok:
         raise VerifyError("the demo appliance did not pass verification; see the failed checks above")
-    host = site.hosts[0]
-    scheme, port = ("https", site.web.https_port) if site.web.https else ("http", site.web.http_port)
-    default_port = 443 if scheme == "https" else 80
-    url = f"{scheme}://{host.address}{'' if port == default_port else f':{port}'}/"
+    [(_, url)] = urls_to_open(site)
     console.info("")
     console.info(f"The appliance is up. Open {url} in a browser on this machine.")
     console.info(f"  user:     {DEMO_VIEWER}")

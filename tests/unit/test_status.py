@@ -64,9 +64,11 @@ def test_status_exits_5_naming_the_pi_whose_relays_are_all_gone(make_site, monke
     from pi_stream.console import Console
     from pi_stream.errors import ExitStatus
     from pi_stream.site import load_site
+    from pi_stream import workflows
     from pi_stream.workflows import run_status
 
     site = load_site(make_site("relay"))
+    monkeypatch.setattr(workflows, "check_logins", lambda *args: None)  # the documentation addresses reach no Pi
     states = {"up": agent("relay1", {"relay1": True, "relay2": False}), "gone": agent("relay1", {"relay1": False, "relay2": False})}
     for name, expected in (("up", ExitStatus.OK), ("gone", ExitStatus.VERIFY_FAILED)):
         monkeypatch.setattr(status, "read_host_status", lambda site, host, state=states[name]: HostStatus(
@@ -75,3 +77,154 @@ def test_status_exits_5_naming_the_pi_whose_relays_are_all_gone(make_site, monke
         assert run_status(site, Console(out, err, show_progress=False)) == expected, name
         assert ("pi1: relays" in err.getvalue()) == (name == "gone")
         assert "  relay: " in out.getvalue()
+
+
+# --- a host that goes away while status or verify talks to it: deploy's one-line error, exit 6 ---
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ssh_banner_server():
+    """A loopback port that answers as an SSH server's first line does: enough for the probe deploy makes."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def loopback_site(tmp_path, port: int):
+    from pi_stream.site import load_site
+    from tests.conftest import write_site
+
+    hosts = {"pi1": {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_user": "pi"}}
+    return load_site(write_site(tmp_path / "s", {"name": "s", "cameras": [{"name": "cam", "source": {"type": "testsrc"}}]}, hosts))
+
+
+SSH_GONE = RuntimeError(SimpleNamespace(rc=255, stderr="ssh: connect to host 127.0.0.1 port 22: Connection refused\r\n"))
+
+
+def test_a_host_that_ssh_no_longer_reaches_is_raised_not_shown_as_a_missing_status_file(tmp_path, monkeypatch):
+    import pytest
+
+    from pi_stream import status
+
+    class Remote:
+        def __init__(self, error):
+            self.error = error
+
+        def run(self, *args):
+            raise self.error
+
+    site = loopback_site(tmp_path, closed_port())
+    monkeypatch.setattr(status, "testinfra_host", lambda site, host: Remote(SSH_GONE))
+    with pytest.raises(RuntimeError) as raised:
+        status.read_host_status(site, "pi1")
+    assert raised.value is SSH_GONE
+    monkeypatch.setattr(status, "testinfra_host", lambda site, host: Remote(RuntimeError("No inventory was parsed")))
+    assert "No inventory was parsed" in status.read_host_status(site, "pi1").error
+
+
+def test_status_and_verify_losing_a_host_midway_say_it_as_deploy_does(tmp_path, monkeypatch):
+    import pytest
+    import requests
+
+    from pi_stream import status, workflows
+    from pi_stream.console import Console
+    from pi_stream.errors import ExitStatus, UnreachableError
+
+    site = loopback_site(tmp_path, closed_port())
+    monkeypatch.setattr(workflows, "check_logins", lambda *args: None)  # it answered then, and was gone the moment after
+
+    def gone(*args, **kwargs):
+        raise SSH_GONE
+
+    monkeypatch.setattr(status, "read_host_status", gone)
+    with pytest.raises(UnreachableError) as raised:
+        workflows.run_status(site, Console(show_progress=False))
+    assert raised.value.status == ExitStatus.UNREACHABLE
+    assert raised.value.message.splitlines()[0].startswith("pi1 (127.0.0.1:") and "status could not finish" in raised.value.message
+
+    monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: (_ for _ in ()).throw(requests.ConnectionError("refused")))
+    with pytest.raises(UnreachableError, match="verify could not finish"):
+        workflows.run_verify(site, "alice", "x", Console(show_progress=False))
+
+    from pi_stream.verify import Check, VerifyResult
+
+    failed = VerifyResult([Check("pi1", "service nginx active", False, "RuntimeError: CommandResult(...)")])
+    monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: failed)
+    with pytest.raises(UnreachableError, match="1 of 1 checks failed, while a host went away"):
+        workflows.run_verify(site, "alice", "x", Console(show_progress=False))
+
+
+def test_a_host_that_still_answers_leaves_the_failure_as_it_was(tmp_path, monkeypatch):
+    import io
+
+    import pytest
+    import requests
+
+    from pi_stream import workflows
+    from pi_stream.console import Console
+    from pi_stream.verify import Check, VerifyResult
+
+    server = ssh_banner_server()
+    try:
+        site = loopback_site(tmp_path, server.getsockname()[1])
+        monkeypatch.setattr(workflows, "check_logins", lambda *args: None)
+        refused = requests.ConnectionError("port 443 refused: nginx is down, the Pi is not")
+        monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: (_ for _ in ()).throw(refused))
+        with pytest.raises(requests.ConnectionError) as raised:
+            workflows.run_verify(site, "alice", "x", Console(show_progress=False))
+        assert raised.value is refused
+        failed = VerifyResult([Check("pi1", "service nginx active", False, "inactive")])
+        monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: failed)
+        err = io.StringIO()
+        assert workflows.run_verify(site, "alice", "x", Console(io.StringIO(), err, show_progress=False)) is failed
+        assert "1 of 1 checks failed" in err.getvalue()
+    finally:
+        server.close()
+
+
+def test_verify_and_status_log_in_before_anything_and_a_refused_key_is_exit_6(tmp_path, monkeypatch):
+    """A new site's most common mistake (no ssh-copy-id): one line naming the fix, not a testinfra repr per check."""
+    import pytest
+
+    from pi_stream import workflows
+    from pi_stream.errors import UnreachableError
+
+    server = ssh_banner_server()
+    try:
+        site = loopback_site(tmp_path, server.getsockname()[1])
+        denied = RuntimeError(SimpleNamespace(rc=255, stderr="pi@127.0.0.1: Permission denied (publickey).\r\n"))
+
+        class Remote:
+            def run(self, *args):
+                raise denied
+
+        monkeypatch.setattr(workflows, "testinfra_host", lambda site, host: Remote())
+        with pytest.raises(UnreachableError) as raised:
+            workflows.check_logins(site, site.hosts, "nothing was verified")
+        first, second = raised.value.message.splitlines()
+        assert first == f"pi1 (127.0.0.1:{server.getsockname()[1]}): SSH failed: pi@127.0.0.1: Permission denied (publickey)."
+        assert second.startswith("nothing was verified;") and "ssh-copy-id" in second
+    finally:
+        server.close()
