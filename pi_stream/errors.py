@@ -11,17 +11,36 @@ from enum import IntEnum, unique
 
 @unique
 class ExitStatus(IntEnum):
-    """Exit codes of the pi-stream command (documented in the README)."""
+    """Exit codes of the pi-stream command; MEANINGS says each in words (`pi-stream --help` prints them)."""
 
     OK = 0
-    ERROR = 1  # anything else that went wrong, said in one line
-    USAGE = 2  # click's own: bad options or arguments
-    INVALID_SITE = 3  # site.yml, inventory or credentials do not validate
-    DEPLOY_FAILED = 4  # ansible-playbook failed on at least one host
-    VERIFY_FAILED = 5  # the appliance runs but a check failed
-    UNREACHABLE = 6  # a host did not answer on SSH before anything ran
-    LAB_FAILED = 7  # the simulated Pis could not be brought up or down
+    ERROR = 1
+    USAGE = 2
+    INVALID_SITE = 3
+    DEPLOY_FAILED = 4
+    VERIFY_FAILED = 5
+    UNREACHABLE = 6
+    LAB_FAILED = 7
     INTERRUPTED = 130  # 128 + SIGINT
+
+
+# The one description of each exit code: `pi-stream --help` prints this table, the README quotes it.
+MEANINGS: dict[ExitStatus, str] = {
+    ExitStatus.OK: "success",
+    ExitStatus.ERROR: "any other failure, said in one line",
+    ExitStatus.USAGE: "bad options or arguments; a question with no terminal to ask it on",
+    ExitStatus.INVALID_SITE: "site.yml, inventory.yml or viewers.htpasswd is invalid (all listed)",
+    ExitStatus.DEPLOY_FAILED: "ansible-playbook failed on at least one host",
+    ExitStatus.VERIFY_FAILED: "verify: a check failed; status: something needs attention",
+    ExitStatus.UNREACHABLE: "a host does not answer on SSH, or refuses the login",
+    ExitStatus.LAB_FAILED: "the simulated Pis could not be brought up or down",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+def exit_codes_table() -> str:
+    """The exit codes, one per line, for --help and the README."""
+    return "\n".join(f"{int(status):>3}  {MEANINGS[status]}" for status in ExitStatus)
 
 
 class PiStreamError(Exception):
@@ -41,6 +60,12 @@ class PiStreamError(Exception):
 
 class CommandError(PiStreamError):
     """A subprocess failed or timed out; the message quotes the command and its stderr."""
+
+
+class UsageError(PiStreamError):
+    """The command cannot go on as asked: says what to pass instead (a password with no terminal to ask on)."""
+
+    status = ExitStatus.USAGE
 
 
 class SiteError(PiStreamError):
