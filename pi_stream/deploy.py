@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pi_stream import ome_source, proc, share
+from pi_stream.checks.connection import testinfra_host
 from pi_stream.errors import DeployError, ExitStatus, UnreachableError
 from pi_stream.nginx_source import cache_root
 from pi_stream.site import INVENTORY_FILE, Host, Site
@@ -215,6 +216,26 @@ def check_reachable(
         raise unreachable_error(problems, consequence)
 
 
+def check_logins(site: Site, hosts: tuple[Host, ...] | None = None, consequence: str = "nothing was changed") -> None:
+    """check_reachable, then a login to each host as the inventory says (testinfra runs `true` over SSH).
+
+    A wrong key or user is what a new site most often has: said here in one line per host, with its fix, before
+    Ansible or testinfra would say it its own way (an UNREACHABLE task, a repr in a failed check)."""
+    hosts = deploy_hosts(site) if hosts is None else hosts
+    check_reachable(site, hosts, consequence=consequence)
+    problems = []
+    for host in hosts:
+        try:
+            testinfra_host(site, host).run("true")
+        except RuntimeError as exc:
+            said = ssh_failure(exc)
+            if not said:
+                raise
+            problems.append(f"{host.name} ({host.address}:{host.ssh_port}): SSH failed: {said}")
+    if problems:
+        raise unreachable_error(problems, consequence)
+
+
 def unreachable_error(problems: list[str], consequence: str) -> UnreachableError:
     """The one error for hosts that SSH does not reach: a line per host, then what was not done and what to check."""
     if all("Permission denied" in problem for problem in problems):
@@ -226,7 +247,10 @@ def unreachable_error(problems: list[str], consequence: str) -> UnreachableError
 
 def ssh_failure(exc: BaseException) -> str:
     """What ssh said when it could not run a command for testinfra (which raises RuntimeError(result) on ssh's own
-    exit status, 255: connection refused, host key, permission denied); "" for any other error."""
+    exit status, 255: connection refused, host key, permission denied); "" for any other error.
+
+    A remote command may exit 255 itself (fail2ban-client does): ask this of commands that never do (`true`,
+    `cat`), or probe the host again before calling the host gone (workflows.raise_if_gone)."""
     result = exc.args[0] if isinstance(exc, RuntimeError) and exc.args else None
     if getattr(result, "rc", None) != 255:
         return ""
@@ -265,14 +289,16 @@ def deploy(
     on_output: Callable[[str], None] | None = None,
     playbook: Path = PLAYBOOK,
 ) -> DeployResult:
-    """Provision every host of the site (or those `limit` selects). Raises UnreachableError before running anything if a host is down.
+    """Provision every host of the site (or those `limit` selects).
+
+    Raises UnreachableError before running anything if a host is down or refuses the login (check_logins).
 
     ask_become_pass: ansible-playbook asks for the sudo password itself, so it gets our terminal as its stdin.
     on_output: each line ansible-playbook prints that is not one of our events (its own -v output).
     playbook: site.yml by default; pi_stream.remove runs remove.yml through the same events and result.
     """
     timeout = deploy_timeout(site) if timeout is None else timeout
-    check_reachable(site, deploy_hosts(site, limit))
+    check_logins(site, deploy_hosts(site, limit))
     argv = playbook_argv(
         site, check=check, limit=limit, sources_checked=sources_checked, tags=tags, verbosity=verbosity, ask_become_pass=ask_become_pass,
         playbook=playbook,

@@ -8,10 +8,10 @@ from typing import Any
 
 from pi_stream import credentials, ome_source
 from pi_stream import status as host_status
-from pi_stream.checks.connection import base_url, testinfra_host
+from pi_stream.checks.connection import base_url
 from pi_stream.console import Console, table
-from pi_stream.deploy import DeployResult, check_reachable, deploy, limited_hosts, probe_ssh, ssh_failure, unreachable_error
-from pi_stream.errors import ExitStatus, PiStreamError, SiteError, VerifyError
+from pi_stream.deploy import DeployResult, check_logins, deploy, limited_hosts
+from pi_stream.errors import ExitStatus, PiStreamError, SiteError, UnreachableError, VerifyError
 from pi_stream.nginx_source import fetch_archives, fetch_sources
 from pi_stream.render import render_site
 from pi_stream.site import SITE_FILE, Host, Site, load_site, update_notes
@@ -203,36 +203,16 @@ def run_verify(site: Site, user: str, password: str, console: Console) -> Verify
     return result
 
 
-def check_logins(site: Site, hosts: tuple[Host, ...], consequence: str) -> None:
-    """Before verify or status talk to the hosts: each answers on SSH (as deploy probes) and lets us log in.
-
-    A wrong key or user is what a new site most often has; testinfra would say it as a repr, per check."""
-    check_reachable(site, hosts, consequence=consequence)
-    problems = []
-    for host in hosts:
-        try:
-            testinfra_host(site, host).run("true")
-        except RuntimeError as exc:
-            said = ssh_failure(exc)
-            if not said:
-                raise
-            problems.append(f"{host.name} ({host.address}:{host.ssh_port}): SSH failed: {said}")
-    if problems:
-        raise unreachable_error(problems, consequence)
-
-
 def raise_if_gone(site: Site, hosts: tuple[Host, ...], exc: BaseException | None, consequence: str) -> None:
     """Raise the one-line UnreachableError when talking to the hosts failed because one no longer answers SSH.
 
     Whatever the failure looked like where it surfaced (ssh's exit 255 through testinfra, a requests
-    ConnectionError, a timeout), the hosts are probed again as deploy probes them: a host that answers
-    means the failure was the appliance's, and it stands as it is."""
-    said = ssh_failure(exc) if exc is not None else ""
-    problems = [problem for host in hosts if (problem := probe_ssh(host))]
-    if said and not problems:
-        problems = [f"SSH failed: {said}"]
-    if problems:
-        raise unreachable_error(problems, consequence) from exc
+    ConnectionError, a timeout), the hosts are probed and logged into again, as before the start: a host
+    that answers and lets us in means the failure was the appliance's, and it stands as it was."""
+    try:
+        check_logins(site, hosts, consequence)
+    except UnreachableError as gone:
+        raise gone from exc
 
 
 def run_status(site: Site, console: Console, as_json: bool = False) -> ExitStatus:

@@ -203,7 +203,7 @@ def test_deploy_passes_ansibles_own_output_on_and_gives_it_the_terminal_only_for
     from pi_stream import deploy as deploy_module
 
     site = load_site(make_site())
-    monkeypatch.setattr(deploy_module, "check_reachable", lambda *args, **kwargs: None)
+    monkeypatch.setattr(deploy_module, "check_logins", lambda *args, **kwargs: None)
     started = []
     real_stream = deploy_module.proc.stream
 
@@ -220,3 +220,27 @@ def test_deploy_passes_ansibles_own_output_on_and_gives_it_the_terminal_only_for
     plain = deploy_module.deploy(site)
     assert started[1][1] is False
     assert '"stdin_is_devnull": true' in (plain.run_dir / "ansible-stderr.log").read_text(), "without -K, ansible's stdin is its own"
+
+
+def test_a_refused_login_stops_a_deploy_before_ansible_starts_as_it_stops_verify(tmp_path, monkeypatch):
+    """No key on the Pi (no ssh-copy-id): one line with the fix, not an UNREACHABLE task after the controller's plays."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from pi_stream import deploy as deploy_module
+    from pi_stream.errors import UnreachableError
+    from tests.unit.test_status import loopback_site, ssh_banner_server
+
+    server = ssh_banner_server()
+    try:
+        site = loopback_site(tmp_path, server.getsockname()[1])
+        denied = RuntimeError(SimpleNamespace(rc=255, stderr="pi@127.0.0.1: Permission denied (publickey).\r\n"))
+        monkeypatch.setattr(deploy_module, "testinfra_host", lambda site, host: SimpleNamespace(run=lambda *args: (_ for _ in ()).throw(denied)))
+        with pytest.raises(UnreachableError) as raised:
+            deploy_module.deploy(site)
+        assert raised.value.message.endswith("nothing was changed; check ansible_user in inventory.yml and that your SSH key is on the host "
+                                             "(ssh-copy-id USER@HOST)")
+        assert not (site.directory / ".pi-stream" / "runs").exists()
+    finally:
+        server.close()

@@ -144,6 +144,20 @@ def test_a_host_that_ssh_no_longer_reaches_is_raised_not_shown_as_a_missing_stat
     assert "No inventory was parsed" in status.read_host_status(site, "pi1").error
 
 
+def answered_at_first(monkeypatch) -> None:
+    """The hosts answered the probe before the start, and are what they are for every probe after it."""
+    from pi_stream import workflows
+
+    real, calls = workflows.check_logins, []
+
+    def check_logins(*args) -> None:
+        calls.append(args)
+        if len(calls) > 1:
+            real(*args)
+
+    monkeypatch.setattr(workflows, "check_logins", check_logins)
+
+
 def test_status_and_verify_losing_a_host_midway_say_it_as_deploy_does(tmp_path, monkeypatch):
     import pytest
     import requests
@@ -153,7 +167,7 @@ def test_status_and_verify_losing_a_host_midway_say_it_as_deploy_does(tmp_path, 
     from pi_stream.errors import ExitStatus, UnreachableError
 
     site = loopback_site(tmp_path, closed_port())
-    monkeypatch.setattr(workflows, "check_logins", lambda *args: None)  # it answered then, and was gone the moment after
+    answered_at_first(monkeypatch)  # it answered then, and was gone the moment after
 
     def gone(*args, **kwargs):
         raise SSH_GONE
@@ -164,16 +178,25 @@ def test_status_and_verify_losing_a_host_midway_say_it_as_deploy_does(tmp_path, 
     assert raised.value.status == ExitStatus.UNREACHABLE
     assert raised.value.message.splitlines()[0].startswith("pi1 (127.0.0.1:") and "status could not finish" in raised.value.message
 
+    answered_at_first(monkeypatch)
     monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: (_ for _ in ()).throw(requests.ConnectionError("refused")))
     with pytest.raises(UnreachableError, match="verify could not finish"):
         workflows.run_verify(site, "alice", "x", Console(show_progress=False))
 
     from pi_stream.verify import Check, VerifyResult
 
+    answered_at_first(monkeypatch)
     failed = VerifyResult([Check("pi1", "service nginx active", False, "RuntimeError: CommandResult(...)")])
     monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: failed)
     with pytest.raises(UnreachableError, match="1 of 1 checks failed, while a host went away"):
         workflows.run_verify(site, "alice", "x", Console(show_progress=False))
+
+
+class LoggedIn:
+    """testinfra's host, logged in: `true` succeeds (remote commands that exit 255 themselves are not ssh failing)."""
+
+    def run(self, *args):
+        return SimpleNamespace(rc=0, stdout="", stderr="")
 
 
 def test_a_host_that_still_answers_leaves_the_failure_as_it_was(tmp_path, monkeypatch):
@@ -182,19 +205,24 @@ def test_a_host_that_still_answers_leaves_the_failure_as_it_was(tmp_path, monkey
     import pytest
     import requests
 
-    from pi_stream import workflows
+    from pi_stream import deploy, status, workflows
     from pi_stream.console import Console
     from pi_stream.verify import Check, VerifyResult
 
     server = ssh_banner_server()
     try:
         site = loopback_site(tmp_path, server.getsockname()[1])
-        monkeypatch.setattr(workflows, "check_logins", lambda *args: None)
+        monkeypatch.setattr(deploy, "testinfra_host", lambda site, host: LoggedIn())
         refused = requests.ConnectionError("port 443 refused: nginx is down, the Pi is not")
         monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: (_ for _ in ()).throw(refused))
         with pytest.raises(requests.ConnectionError) as raised:
             workflows.run_verify(site, "alice", "x", Console(show_progress=False))
         assert raised.value is refused
+        own_255 = RuntimeError(SimpleNamespace(rc=255, stderr="ERROR   Permission denied to socket (you must be root)\n"))
+        monkeypatch.setattr(status, "read_host_status", lambda *args: (_ for _ in ()).throw(own_255))
+        with pytest.raises(RuntimeError) as raised:
+            workflows.run_status(site, Console(show_progress=False))
+        assert raised.value is own_255, "a command's own exit 255 (fail2ban-client's) is not the host gone"
         failed = VerifyResult([Check("pi1", "service nginx active", False, "inactive")])
         monkeypatch.setattr(workflows, "verify_site", lambda *args, **kwargs: failed)
         err = io.StringIO()
@@ -208,7 +236,7 @@ def test_verify_and_status_log_in_before_anything_and_a_refused_key_is_exit_6(tm
     """A new site's most common mistake (no ssh-copy-id): one line naming the fix, not a testinfra repr per check."""
     import pytest
 
-    from pi_stream import workflows
+    from pi_stream import deploy, workflows
     from pi_stream.errors import UnreachableError
 
     server = ssh_banner_server()
@@ -220,7 +248,7 @@ def test_verify_and_status_log_in_before_anything_and_a_refused_key_is_exit_6(tm
             def run(self, *args):
                 raise denied
 
-        monkeypatch.setattr(workflows, "testinfra_host", lambda site, host: Remote())
+        monkeypatch.setattr(deploy, "testinfra_host", lambda site, host: Remote())
         with pytest.raises(UnreachableError) as raised:
             workflows.check_logins(site, site.hosts, "nothing was verified")
         first, second = raised.value.message.splitlines()
