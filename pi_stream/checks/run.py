@@ -145,10 +145,11 @@ class HostContext:
 
 
 def describe(exc: Exception) -> str:
-    """An exception as a check's detail. testinfra raises RuntimeError(CommandResult) when SSH itself fails: its stderr says why."""
+    """An exception as a check's detail. testinfra raises RuntimeError(CommandResult) on exit code 255, which is ssh's
+    own failure and some commands' (fail2ban-client's with its server down): the stderr says which."""
     result = exc.args[0] if exc.args else None
     if isinstance(exc, RuntimeError) and hasattr(result, "exit_status") and hasattr(result, "stderr"):
-        return f"SSH failed (exit {result.exit_status}): {result.stderr.strip()}"
+        return f"exit {result.exit_status}: {result.stderr.strip()}"
     return f"{type(exc).__name__}: {exc}"
 
 

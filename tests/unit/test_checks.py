@@ -301,5 +301,5 @@ def test_the_real_checks_against_a_host_that_refuses_ssh(tmp_path):
     assert cases[0][:2] == ("pi1-ssh reachable", "failure") and "Connection refused" in cases[0][2]
     ids = [case[0] for case in cases]
     assert ids == [f"pi1-{name}" for name in names(SiteRun(load_site(site), VIEWER, None), "pi1")]
-    assert all(outcome == "skipped" and message.startswith("not run: needs pi1-ssh reachable, which failed: SSH failed (exit 255)")
+    assert all(outcome == "skipped" and message.startswith("not run: needs pi1-ssh reachable, which failed: exit 255: ssh: connect to host")
                for _, outcome, message, _ in cases[1:])
