@@ -9,11 +9,10 @@ pi_stream_keep_packages, pi_stream_keep_recordings.
 from __future__ import annotations
 
 from pi_stream import share
-from pi_stream.console import Console, table
+from pi_stream.console import Console
 from pi_stream.deploy import DeployResult, deploy, limited_hosts
-from pi_stream.errors import ExitStatus
 from pi_stream.site import Site
-from pi_stream.workflows import DeployProgress
+from pi_stream.workflows import DeployProgress, report_run
 
 PLAYBOOK = share.PLAYBOOKS / "remove.yml"
 # Stopping the capture and purging nginx and fail2ban takes a minute on a Pi; an index refresh over a slow link more.
@@ -29,18 +28,8 @@ def run_remove(site: Site, console: Console, *, limit: str | None = None) -> Dep
     hosts = ", ".join(f"{h.name} ({h.address})" for h in limited_hosts(site, limit))
     console.progress(f"removing pi-stream from {hosts}")
     result = deploy(site, playbook=PLAYBOOK, limit=limit, on_event=DeployProgress(console), timeout=REMOVE_TIMEOUT_SECONDS)
-    rows = [(host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable)) for host, s in sorted(result.stats.items())]
-    if rows:
-        console.info(table(rows, ("host", "ok", "changed", "failed", "unreachable")))
-    for host, note in result.notes:
-        console.info(f"note: {host}: {note}")
-    if result.status != ExitStatus.OK:
-        for host, task, message in result.failures:
-            console.error(f"{host}: {task}: {message.strip()}")
-        console.error(
-            f"removal failed; run it again once the cause is fixed (it picks up where it stopped); the run's events are in {result.run_dir}"
-        )
-    else:
+    failed = f"removal failed; run it again once the cause is fixed (it picks up where it stopped); the run's events are in {result.run_dir}"
+    if report_run(result, console, failed):
         console.info(
             f"pi-stream is removed from {hosts}. The site directory {site.directory} is kept: "
             "`pi-stream deploy` puts everything back, or delete it if you are done."

@@ -114,6 +114,13 @@ def run_deploy(
         limit=limit, tags=tags, verbosity=verbosity, ask_become_pass=ask_become_pass,
         on_output=console.progress if verbosity > 0 else None,
     )
+    if report_run(result, console, failed=f"deploy failed; the run's events are in {result.run_dir}") and not check:
+        print_urls(site, console, chosen)
+    return result
+
+
+def report_run(result: DeployResult, console: Console, failed: str) -> bool:
+    """A playbook run's per-host stats, its notes, and each failure with the `failed` line after them; True if it passed."""
     rows = [
         (host, str(s.ok), str(s.changed), str(s.failures), str(s.unreachable))
         for host, s in sorted(result.stats.items())
@@ -122,13 +129,12 @@ def run_deploy(
         console.info(table(rows, ("host", "ok", "changed", "failed", "unreachable")))
     for host, note in result.notes:
         console.info(f"note: {host}: {note}")
-    if result.status != ExitStatus.OK:
-        for host, task, message in result.failures:
-            console.error(f"{host}: {task}: {message.strip()}")
-        console.error(f"deploy failed; the run's events are in {result.run_dir}")
-    elif not check:
-        print_urls(site, console, chosen)
-    return result
+    if result.status == ExitStatus.OK:
+        return True
+    for host, task, message in result.failures:
+        console.error(f"{host}: {task}: {message.strip()}")
+    console.error(failed)
+    return False
 
 
 def urls_to_open(site: Site, hosts: tuple[Host, ...] | None = None) -> list[tuple[str, str]]:
