@@ -19,7 +19,8 @@ import pytest
 from pi_stream import PROJECT_ROOT
 from tests.lab.conftest import booted_lab
 
-LAB_NAME = "installed"
+# Another name lets two developers (or a developer and a CI clone) run this package side by side.
+LAB_NAME = os.environ.get("PI_STREAM_INSTALLED_LAB", "installed")
 
 
 @pytest.fixture(scope="package")

@@ -130,8 +130,9 @@ def test_the_readme_quick_start_works_to_the_letter(terminal, installed_lab):
         code, output = terminal.run(command)
         assert code == 0, (command, output[-6000:])
         printed[command.split()[1]] = output
-    # pipx's copy, not the checkout's: the deploy ran from the installed wheel.
-    assert (terminal.home / ".local" / "bin" / "pi-stream").exists()
+    # pipx's copy, not the checkout's, ran: its link (to a path inside the commands' namespace) is in ~/.local/bin.
+    link = terminal.home / ".local" / "bin" / "pi-stream"
+    assert link.is_symlink() and os.readlink(link).startswith("/root/.local/pipx/venvs/pi-stream/"), link
     for step in ("deploy", "verify"):
         assert f"https://{PI_NAME}/" in printed[step], (step, printed[step][-2000:])
     # Open the URL, as the README says next: the page answers with the login.
