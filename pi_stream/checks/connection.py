@@ -27,7 +27,32 @@ def testinfra_host(site: Site, host: Host, inventory: Path | None = None):
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     inventory = (inventory or site.directory / INVENTORY_FILE).resolve()
+    forget_if_changed(inventory)
     return testinfra.get_host(f"ansible://{host.name}?ansible_inventory={inventory}")
+
+
+# sha256 of each inventory as testinfra last read it.
+_inventories_read: dict[str, str] = {}
+
+
+def forget_if_changed(inventory: Path) -> None:
+    """Drop testinfra's cached reading of an inventory whose contents changed since it was read.
+
+    testinfra keeps one `ansible-inventory --list` per inventory path, and each host it made from it, for the
+    life of the process. A process that rewrites an inventory (a test, a long-running tool) would then reach a
+    host by a stale address or user, or, for a host the old file lacked, by its bare inventory name (seen in CI:
+    "Could not resolve hostname pi2" after a build host was added). testinfra has no public way to forget.
+    """
+    from testinfra.host import Host as TestinfraHost
+    from testinfra.utils.ansible_runner import AnsibleRunner
+
+    path = str(inventory)
+    digest = hashlib.sha256(inventory.read_bytes()).hexdigest() if inventory.is_file() else ""
+    if _inventories_read.get(path, digest) != digest:
+        AnsibleRunner._runners.pop(path, None)
+        for key in [k for k in TestinfraHost._host_cache if f"ansible_inventory={path}" in k[0]]:
+            del TestinfraHost._host_cache[key]
+    _inventories_read[path] = digest
 
 
 def base_url(site: Site, host: Host) -> str:

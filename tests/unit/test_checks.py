@@ -303,3 +303,25 @@ def test_the_real_checks_against_a_host_that_refuses_ssh(tmp_path):
     assert ids == [f"pi1-{name}" for name in names(SiteRun(load_site(site), VIEWER, None), "pi1")]
     assert all(outcome == "skipped" and message.startswith("not run: needs pi1-ssh reachable, which failed: exit 255: ssh: connect to host")
                for _, outcome, message, _ in cases[1:])
+
+
+def test_a_rewritten_inventory_is_read_again_not_taken_from_testinfras_cache(tmp_path):
+    """testinfra caches an inventory's reading per path for the process: a build host added to the file later was
+    reached by its bare name ("Could not resolve hostname pi2", seen in CI's source-build lab)."""
+    from pi_stream.checks.connection import testinfra_host
+
+    site_dir = write_site(tmp_path / "site", {"name": "cache", "cameras": [{"name": "yard", "source": {"type": "testsrc"}}]})
+    site = load_site(site_dir)
+
+    def address(host) -> str:
+        backend = testinfra_host(site, host).backend
+        return backend.ansible_runner.get_variables(backend.host)["ansible_host"]
+
+    assert address(site.hosts[0]) == "192.0.2.10"
+    write_site(site_dir, {"name": "cache", "cameras": [{"name": "yard", "source": {"type": "testsrc"}}]},
+               hosts={"pi1": {"ansible_host": "192.0.2.11", "ansible_user": "root"},
+                      "pi_stream_builders": {"hosts": {"pi2": {"ansible_host": "192.0.2.12", "ansible_user": "root"}}}})
+    site = load_site(site_dir)
+    assert address(site.hosts[0]) == "192.0.2.11"
+    (builder,) = site.build_hosts
+    assert address(builder) == "192.0.2.12"
