@@ -104,9 +104,14 @@ def wait_until(condition, what: str, seconds: float = 30.0, interval: float = 0.
 INVENTORY_GROUPS = ("pi_stream_builders", "pi_stream_relays")
 
 
-def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: bool = True) -> Path:
-    """A site directory; `hosts` may hold the groups pi_stream_builders and pi_stream_relays ({"hosts": {...}})."""
+def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: bool = True, files: dict | None = None) -> Path:
+    """A site directory; `hosts` may hold the groups pi_stream_builders and pi_stream_relays ({"hosts": {...}}).
+    `files`: more files of the site by name; a name with "secret" in it is made 0600. The files site.yml `login:`
+    names (an OIDC client secret, a CA) are made unless given."""
     directory.mkdir(parents=True, exist_ok=True)
+    for name, content in {**login_files(site), **(files or {})}.items():
+        (directory / name).write_text(content, encoding="utf-8")
+        (directory / name).chmod(0o600 if "secret" in name else 0o644)
     (directory / "site.yml").write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
     hosts = hosts if hosts is not None else {"pi1": {"ansible_host": "192.0.2.10", "ansible_user": "root"}}
     inventory: dict = {"all": {"hosts": {n: v for n, v in hosts.items() if n not in INVENTORY_GROUPS}}}
@@ -120,6 +125,22 @@ def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: 
         names = [*inventory["all"]["hosts"], *groups.get("pi_stream_relays", {}).get("hosts", {})]
         write_public_keys(directory, names)
     return directory
+
+
+# Not a working CA: the site model only checks that the file is PEM; tests that need one make a real one.
+PLACEHOLDER_CA = "-----BEGIN CERTIFICATE-----\nMIIBplaceholder\n-----END CERTIFICATE-----\n"
+
+
+def login_files(site: dict) -> dict[str, str]:
+    """The files a site.yml `login:` names, with stand-in contents."""
+    login = site.get("login") if isinstance(site.get("login"), dict) else {}
+    oidc = login.get("oidc") if isinstance(login.get("oidc"), dict) else {}
+    files = {}
+    if isinstance(oidc.get("client_secret_file"), str):
+        files[oidc["client_secret_file"]] = "s3cret-from-the-provider\n"
+    if isinstance(login.get("ca_file"), str):
+        files[login["ca_file"]] = PLACEHOLDER_CA
+    return files
 
 
 def write_public_keys(directory: Path, names: list[str]) -> None:
@@ -231,6 +252,28 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         },
         {"pi1": {"ansible_host": "192.0.2.10"}},
     ),
+    "identity": (
+        {
+            "name": "family",
+            "topology": "relay",
+            # Reached from anywhere through the relay, behind Cloudflare Access, and with a "Sign in with" button;
+            # carol passes the relay to the Pi's pages and its DVR by identity alone.
+            "relay": {"relays": [{"host": "relay1", "url": "https://cams.example.org"}], "admins": ["carol"]},
+            "dvr_proxy": {"barn": {"host": "192.168.1.64", "https_port": 9443, "viewer_auth": True}},
+            "cameras": [{"name": "porch", "source": {"type": "testsrc"}}, {"name": "garden", "source": {"type": "testsrc"}}],
+            "viewers": {"alice": {"emails": ["Alice@Example.org"], "cameras": ["garden"]}, "carol": {"emails": ["carol@example.org"]}},
+            "login": {
+                "oidc": {"issuer": "https://id.example.org/realms/home", "client_id": "pi-stream",
+                         "client_secret_file": "oidc-client-secret", "name": "Home ID"},
+                "proxy": {"type": "cloudflare_access", "team_domain": "family.cloudflareaccess.com", "audience": "4714c1358e65fe4b"},
+                "ca_file": "identity-ca.pem",
+            },
+        },
+        {
+            "pi1": {"ansible_host": "192.168.1.10"},
+            "pi_stream_relays": {"hosts": {"relay1": {"ansible_host": "203.0.113.10"}}},
+        },
+    ),
     "relay": (
         {
             "name": "cabin",
@@ -249,7 +292,6 @@ EXAMPLE_SITES: dict[str, tuple[dict, dict]] = {
         },
     ),
 }
-
 
 @pytest.fixture
 def make_site(tmp_path: Path):

@@ -66,7 +66,8 @@ from pi_stream.site.remote import TOPOLOGIES, Relay, Remote, parse_remote
 from pi_stream.site.roles import role_vars, storage_dirs, tls_common_name
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, SYSTEM_DIRS, Storage, check_recordings, parse_storage
 from pi_stream.site.updates import DEFAULT_UPDATE_POLICY, UpdatePolicy, parse_updates, update_notes
-from pi_stream.site.viewers import load_viewers, parse_camera_access
+from pi_stream.site.login import Login, parse_login
+from pi_stream.site.viewers import NO_VIEWERS, load_viewers, parse_camera_access, parse_viewers_section
 from pi_stream.site.web import Web, parse_web
 from pi_stream.site.webrtc import WebRtc, parse_webrtc
 
@@ -99,6 +100,7 @@ __all__ = [
     "Fail2ban",
     "Fields",
     "Hls",
+    "Login",
     "Host",
     "Nvr",
     "Problems",
@@ -129,6 +131,7 @@ __all__ = [
     "parse_fail2ban",
     "parse_firewall",
     "parse_hls",
+    "parse_login",
     "parse_login_paths",
     "parse_metrics_allow",
     "parse_nginx",
@@ -185,6 +188,16 @@ def load_site(directory: Path | str) -> Site:
     return dataclasses.replace(site, notes=(note,)) if note else site
 
 
+def check_identity_logins(login: Login, identities: dict[str, str], file: str, problems: Problems) -> None:
+    """Identities and identity logins come together: emails with no way to sign in, or a way in that admits nobody,
+    is a site that does not do what its author thinks."""
+    if identities and not login.identity:
+        problems.add(file, "login", "viewers have emails: but no identity login is on: add login.oidc or login.proxy")
+    for key, way in (("login.oidc", login.oidc), ("login.proxy", login.proxy)):
+        if way is not None and not identities:
+            problems.add(file, key, "no viewer has emails:, so nobody could sign in this way: add viewers: {NAME: {emails: [ADDRESS]}}")
+
+
 def parse_site(
     data: Any,
     file: str,
@@ -211,7 +224,13 @@ def parse_site(
     updates = parse_updates(top.sub("updates"))
     cameras = parse_cameras(top, hosts, nvrs)
     check_recordings(cameras, storage, file, problems)
-    camera_access = parse_camera_access(top.sub("viewers"), viewers, cameras)
+    viewer_section = parse_viewers_section(top.sub("viewers"), viewers, cameras)
+    password_viewers, viewers = viewers, (*viewers, *viewer_section.identity_only)
+    login = parse_login(top.sub("login"), directory, web.https)
+    check_identity_logins(login, viewer_section.identities, file, problems)
+    viewers_file = str(directory / VIEWERS_FILE)
+    if not viewers and not any(problem[0] == viewers_file for problem in problems.items):  # a broken file says so itself
+        problems.add(viewers_file, "", NO_VIEWERS)
     dvrs = parse_dvr_proxies(top.sub("dvr_proxy"), web, hosts, viewers)
     camera_names = tuple(c.name for c in cameras)
     on_demand = frozenset(c.name for c in cameras if c.on_demand)
@@ -241,7 +260,10 @@ def parse_site(
         build_hosts=build_hosts,
         viewers=viewers,
         auth=auth,
-        camera_access=camera_access,
+        camera_access=viewer_section.access,
+        password_viewers=password_viewers,
+        identities=viewer_section.identities,
+        login=login,
         nvrs=nvrs,
         storage=storage,
         capture=capture,

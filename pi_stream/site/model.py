@@ -18,6 +18,7 @@ from pi_stream.site.dvr_proxy import DvrProxy
 from pi_stream.site.fail2ban import Fail2ban
 from pi_stream.site.hls import Hls
 from pi_stream.site.inventory import Host
+from pi_stream.site.login import Login
 from pi_stream.site.nvrs import Nvr
 from pi_stream.site.remote import Remote, relay_routes
 from pi_stream.site.storage import DEFAULT_SNAPSHOTS_PATH, Storage
@@ -54,6 +55,10 @@ class Site:
     webrtc: WebRtc | None = None  # site.yml webrtc: None = HLS only
     remote: Remote = Remote()  # site.yml topology: and relay:
     relays: tuple[Host, ...] = ()  # inventory group pi_stream_relays, in site.yml relay.relays order
+    # The viewers with a password (viewers.htpasswd); `viewers` adds those who log in by identity alone.
+    password_viewers: tuple[str, ...] = ()
+    identities: dict[str, str] = field(default_factory=dict)  # e-mail address (lower case) -> viewer
+    login: Login = Login()  # site.yml login:
     # Warnings about the site's files that do not stop it loading (site.yml's passwords readable by others);
     # the command prints them, once, wherever it loads the site.
     notes: tuple[str, ...] = ()
