@@ -109,6 +109,7 @@ RTMP_APP = "live"
 OME_APP = "pi-stream"  # OME's application: rtmp://127.0.0.1:OME_RTMP_PORT/pi-stream/CAMERA in, ws://.../pi-stream/CAMERA out
 OME_API_TOKEN_ENV = "PI_STREAM_OME_API_TOKEN"
 COOKIE_PREFIX, RELAY_COOKIE_PREFIX = "pi_stream", "pi_stream_relay"
+IDENTITY_CA_FILE = "identity-ca.pem"
 
 # Templates a host gets only when it runs the feature: a Pi without WebRTC cameras has no OME files at all.
 FEATURE_TEMPLATES: dict[str, str] = {
@@ -118,6 +119,7 @@ FEATURE_TEMPLATES: dict[str, str] = {
     "etc/pi-stream/relay.json.j2": "relay_agent",
     "etc/systemd/system/pi-stream-relay.service.j2": "relay_agent",
     "usr/local/lib/pi-stream/pi_stream_relay.py": "relay_agent",
+    "etc/pi-stream/auth/identity-ca.pem": "identity_ca",
 }
 # What a relay does not run: capture, recordings, OME and the pages that read the Pi's own files. A relay gets
 # nginx (RTMP in from the tunnel, HLS out, its routes to the Pis), the login, fail2ban, the firewall, updates
@@ -267,7 +269,7 @@ def host_context(site: Site, host: str, paths: Mapping[str, str], keys: Mapping[
         "public_tcp_ports": site.public_tcp_ports(host),
         "http2": http2_syntax(site),
         "dvrs": site.dvrs_on(host),
-        "auth_access": auth_access(site, host),
+        "auth_access": auth_access(site, host, paths),
         "capture_user": CAPTURE_USER,
         "capture_config": capture_config(site, host, paths),
         "storage_dirs": storage_dirs(site, host),
@@ -275,6 +277,9 @@ def host_context(site: Site, host: str, paths: Mapping[str, str], keys: Mapping[
         "recording_root": capture.recording_root(site),
         "webrtc_cameras": site.webrtc_cameras_on(host),
         "ome": ome_context(site, host),
+        "login": site.login,
+        # The identity provider's CA (login.ca_file), installed as is: a public certificate, not a secret.
+        "identity_ca": site.login.ca_file.read_text(encoding="ascii", errors="replace") if site.login.ca_file else "",
     }
 
 
@@ -319,6 +324,8 @@ def feature_enabled(site: Site, host: str, template: str) -> bool:
         return site.remote.uses_relays
     if feature == "relay_agent":
         return relay_agent_runs(site, host)
+    if feature == "identity_ca":
+        return site.login.ca_file is not None
     return True
 
 
@@ -328,7 +335,7 @@ def capture_config(site: Site, host: str, paths: Mapping[str, str]) -> dict[str,
     return {"_comment": comment, **config}
 
 
-def auth_access(site: Site, host: str) -> dict[str, Any]:
+def auth_access(site: Site, host: str, paths: Mapping[str, str] = DEFAULT_PATHS) -> dict[str, Any]:
     """The login service's view of the site: cameras and who may watch which. No secrets:
     the hashes and the site key reach the service through systemd credentials."""
     return {
@@ -342,7 +349,25 @@ def auth_access(site: Site, host: str) -> dict[str, Any]:
         # The cameras whose token is also set on /webrtc/CAMERA/ (OME's signalling, behind nginx).
         "webrtc": [c.name for c in site.webrtc_cameras_on(host)],
         **({"cookie_prefix": RELAY_COOKIE_PREFIX} if site.is_relay(host) else {}),
+        **identity_access(site, paths),
     }
+
+
+def identity_access(site: Site, paths: Mapping[str, str]) -> dict[str, Any]:
+    """access.json's identity logins (docs/security.md, "Logging in by identity"): which e-mail addresses log
+    in as which viewer, and how the service checks them. Public data: the client secret is a credential."""
+    login = site.login
+    access: dict[str, Any] = {"password_login": login.password, "identities": dict(sorted(site.identities.items()))}
+    if login.oidc is not None:
+        access["oidc"] = {"issuer": login.oidc.issuer, "client_id": login.oidc.client_id, "scopes": login.oidc.scopes,
+                          "name": login.oidc.name}
+    if login.proxy is not None:
+        proxy = login.proxy
+        access["proxy"] = {"issuer": proxy.issuer, "jwks_uri": proxy.jwks_uri, "audience": proxy.audience,
+                           "header": proxy.header, "bearer": proxy.bearer}
+    if login.ca_file is not None:
+        access["ca_file"] = f"{paths['auth_dir']}/{IDENTITY_CA_FILE}"
+    return access
 
 
 def render_site(site: Site, paths: Mapping[str, str] | None = None, templates_dir: Path = TEMPLATES_DIR) -> Bundle:

@@ -18,6 +18,8 @@ packages=(
     python3 python3-venv python3-pip python3-bcrypt
     # The Pi's update report (pi_stream_updates.py) runs on this machine's apt cache in tests/configs.
     python3-apt
+    # The login service's identity logins (pi_stream_auth.py) verify ID tokens with Debian's PyJWT, as on the Pi.
+    python3-jwt python3-cryptography
     debootstrap systemd-container iproute2 iputils-ping procps nftables openssh-client openssl
     nginx libnginx-mod-rtmp ffmpeg fail2ban
     chromium chromium-driver curl fonts-dejavu-core ca-certificates wrk

@@ -22,6 +22,7 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
     relay = site.is_relay(host)
     # A relay is a VPS or any Debian box, not a Pi: the distribution's nginx, never a build.
     nginx_method = "package" if relay else site.nginx_install_method
+    oidc_secret = site.login.oidc.client_secret_file if site.login.oidc else None
     common = {
         "firewall": {"firewall_tcp_ports": list(site.public_tcp_ports(host))},
         "wireguard_link": {
@@ -29,7 +30,11 @@ def role_vars(site: Site, host: str) -> dict[str, dict[str, Any]]:
             "wireguard_link_agent": site.remote.uses_relays and not relay,
         },
         "viewer_auth": {
-            "viewer_auth_viewers_src": str(site.viewers_file.resolve()),
+            # "" on a site of identity logins alone, which has no viewers.htpasswd: the host's file is then empty.
+            "viewer_auth_viewers_src": str(site.viewers_file.resolve()) if site.viewers_file.exists() else "",
+            "viewer_auth_identity": site.login.identity,
+            "viewer_auth_identity_ca": site.login.ca_file is not None,
+            "viewer_auth_oidc_secret_src": str(oidc_secret.resolve()) if oidc_secret else "",
             # Relays share one site key (the first relay's), so a player link made at one is good at every other:
             # a player that was watching moves to another relay with the token it has.
             "viewer_auth_token_key_host": site.relays[0].name if relay else "",

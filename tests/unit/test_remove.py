@@ -48,6 +48,8 @@ KEPT_PACKAGES = {
     "python3": "the system's Python; Ansible needs it",
     "python3-bcrypt": "a library; removing it may break other Python programs",
     "python3-systemd": "a library; removing it may break other Python programs",
+    "python3-jwt": "a library; removing it may break other Python programs",
+    "python3-cryptography": "a library; removing it may break other Python programs",
     "python3-apt": "apt's own Python library; unattended-upgrades needs it",
     "openssl": "the system's TLS tool",
     "unattended-upgrades": "Debian's security updates go on without pi-stream (its policy file goes)",

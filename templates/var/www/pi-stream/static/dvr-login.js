@@ -12,7 +12,20 @@
     503: "The appliance is busy. Try again in a few seconds.",
   };
 
-  form.addEventListener("submit", function (event) {
+  // Behind an identity-aware proxy (site.yml login.proxy): its signed header may be enough.
+  if (form.hasAttribute("data-proxy-login")) {
+    fetch("/_pi_stream/auth/proxy", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    }).then(function (response) {
+      if (response.ok) window.location.replace("/");
+      else if (response.status === 401) message.textContent = "Your identity may not pass here.";
+    }).catch(function () {});
+  }
+
+  if (form.elements.user) form.addEventListener("submit", function (event) {
     event.preventDefault();
     var button = form.querySelector("button");
     button.disabled = true;

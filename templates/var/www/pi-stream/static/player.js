@@ -74,7 +74,7 @@
     document.getElementById("account").hidden = true;
     loginForm.hidden = false;
     loginMessage.textContent = message || "";
-    loginForm.elements.user.focus();
+    if (loginForm.elements.user) loginForm.elements.user.focus();
   }
 
   function showCameras(session) {
@@ -89,9 +89,25 @@
     session.cameras.forEach(function (camera) { players.push(attach(camera)); });
   }
 
-  function checkSession(message) {
+  // Behind an identity-aware proxy (site.yml login.proxy) the proxy's signed header says who this is:
+  // the login service checks it and answers like a password login.
+  var PROXY_MESSAGES = {
+    400: "",
+    401: "Your identity is not a viewer of this site.",
+    429: "Too many attempts from this address. Wait a minute and try again.",
+  };
+
+  function proxyLogin(message) {
+    api("POST", "/auth/proxy", {}).then(function (response) {
+      if (response.ok) return response.json().then(showCameras);
+      showLogin(response.status in PROXY_MESSAGES ? PROXY_MESSAGES[response.status] || message : "Sign-in failed (" + response.status + ").");
+    }).catch(function () { showLogin("The appliance does not answer."); });
+  }
+
+  function checkSession(message, noProxy) {
     api("GET", "/auth/session").then(function (response) {
       if (response.ok) return response.json().then(showCameras);
+      if (loginForm.hasAttribute("data-proxy-login") && !noProxy) return proxyLogin(message);
       showLogin(message);
     }).catch(function () { showLogin("The appliance does not answer."); });
   }
@@ -344,7 +360,7 @@
     };
   }
 
-  loginForm.addEventListener("submit", function (event) {
+  if (loginForm.elements.user) loginForm.addEventListener("submit", function (event) {
     event.preventDefault();
     var button = loginForm.querySelector("button");
     button.disabled = true;
