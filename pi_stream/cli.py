@@ -347,10 +347,11 @@ def verify(ctx: click.Context, site_dir: Path, user_name: str | None, password_s
       printf '%s\\n' "$PASSWORD" | pi-stream verify my-cameras --password-stdin
       PI_STREAM_PASSWORD=... pi-stream verify my-cameras   # CI
     """
-    from pi_stream.workflows import run_verify
+    from pi_stream.workflows import check_password_login, run_verify
 
     site = load(ctx, site_dir)
-    user_name = user_name or site.viewers[0]
+    user_name = user_name or (site.password_viewers or site.viewers)[0]
+    check_password_login(site, user_name)
     if password_stdin:
         password = read_stdin_password(stdin_example(f"verify {shlex.quote(str(site_dir))}"))
     elif os.environ.get(PASSWORD_ENV):

@@ -180,14 +180,27 @@ def print_check(console: Console):
     return show
 
 
+def check_password_login(site: Site, user: str) -> None:
+    """verify logs in as a browser does with a password: a viewer who has one, on a site that takes them.
+    Said before any password is asked for."""
+    if user not in site.viewers:
+        raise PiStreamError(f"{user!r} is not a viewer of this site (viewers: {', '.join(site.viewers)})")
+    if not site.login.password:
+        raise PiStreamError("verify logs in with a password, and this site has password login off (site.yml login.password: false): "
+                            "turn it on for a viewer of verify's own, or sign in on the page to check by hand")
+    if user not in site.password_viewers:
+        others = ", ".join(site.password_viewers) or "none"
+        raise PiStreamError(f"{user!r} logs in by identity only, and verify logs in with a password: pass --user with a viewer "
+                            f"of viewers.htpasswd ({others}), or add one with `pi-stream user add SITE NAME`")
+
+
 def run_verify(site: Site, user: str, password: str, console: Console) -> VerifyResult:
     """Verify every appliance and relay; the URLs to open once it passed.
 
     A host SSH does not reach is the one-line UnreachableError (exit 6) that deploy gives, before any check,
     and also when a host goes away while verify runs (then the failed checks above were that).
     """
-    if user not in site.viewers:
-        raise PiStreamError(f"{user!r} is not a viewer of this site (viewers: {', '.join(site.viewers)})")
+    check_password_login(site, user)
     hosts = (*site.hosts, *site.relays)
     check_logins(site, hosts, "nothing was verified")
     console.progress(f"verifying {site.name} as viewer {user}")

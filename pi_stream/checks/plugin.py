@@ -94,7 +94,7 @@ def build_suite(config: pytest.Config) -> Suite:
         site = load_site(Path(site_dir))
     except PiStreamError as exc:
         raise pytest.UsageError(f"--site {site_dir}: {exc}") from exc
-    user = config.getoption("viewer") or (site.viewers[0] if site.viewers else "")
+    user = config.getoption("viewer") or next(iter((*site.password_viewers, *site.viewers)), "")
     if user not in site.viewers:
         raise pytest.UsageError(f"--viewer {user!r} is not a viewer of {site_dir} (viewers: {', '.join(site.viewers) or 'none'})")
     inventory = config.getoption("ansible_inventory", None)
