@@ -220,19 +220,26 @@ MEDIA_TOKEN = "media token (secure_link)"
 DVR_COOKIE = "DVR cookie (auth_request)"
 DVR_WEBSOCKET = "DVR's WebSocket (its own session)"
 SESSION = "signed cookie (login service)"
+IDENTITY = "identity token (login service: OIDC or proxy JWT)"
 # A guess at these can come right: each must be rate-limited, logged on failure in the auth log as an event a
 # fail2ban filter matches, and counted by an enabled jail reading that log with that filter.
-GUARDED = (PASSWORD, DVR_LOGIN, DVR_HTTP_AUTH, MEDIA_TOKEN, DVR_COOKIE, SESSION)
+GUARDED = (PASSWORD, DVR_LOGIN, DVR_HTTP_AUTH, MEDIA_TOKEN, DVR_COOKIE, SESSION, IDENTITY)
 # The status a failed check answers, which the auth log's `if=` must let through: a wrong password 401; a token
 # or signed cookie that is there and does not pass 403 (a missing or expired one, 401 or 410, is a first visit
 # or a browser left open, and is not counted).
-FAILURE_STATUS = {PASSWORD: "401", DVR_LOGIN: "401", DVR_HTTP_AUTH: "401", MEDIA_TOKEN: "403", DVR_COOKIE: "403", SESSION: "403"}
+# An identity the site does not know, or a token that does not pass (foreign audience or key, expired, a replayed
+# state), is a 401 like a wrong password: the same jail counts both.
+FAILURE_STATUS = {PASSWORD: "401", DVR_LOGIN: "401", DVR_HTTP_AUTH: "401", MEDIA_TOKEN: "403", DVR_COOKIE: "403", SESSION: "403",
+                  IDENTITY: "401"}
 REFUSED_TOKENS = (MEDIA_TOKEN, DVR_COOKIE, SESSION)
 
 AUTH_SERVICE = TEMPLATES_DIR / "usr/local/lib/pi-stream/pi_stream_auth.py"
 # The login service's routes that check a password (checked against its source by password_handlers()).
 PASSWORD_ROUTES = {"login": "/auth/login", "dvr_login": "/auth/dvr/{dvr}/login"}
 SESSION_ROUTES = ("/auth/session", "/auth/link", "/auth/logout", "/auth/dvr/{dvr}/check", "/auth/dvr/{dvr}/logout")
+# The routes that check an identity provider's signed token (the OIDC callback, the proxy's JWT). /oidc/start checks
+# nothing: it sends the browser to the provider.
+IDENTITY_ROUTES = ("/auth/oidc/callback", "/auth/proxy", "/auth/dvr/{dvr}/oidc/callback", "/auth/dvr/{dvr}/proxy")
 
 
 def password_handlers() -> set[str]:
@@ -269,7 +276,9 @@ def upstream_pattern(location: Location, upstream_uri: str) -> str:
     that is a named capture of the location's regex matches what that capture does, any other a path segment."""
     groups = dict(re.findall(r"\(\?<([A-Za-z0-9_]+)>((?:[^()]|\([^()]*\))*)\)", location.path)) if location.modifier else {}
     parts = re.split(r"\$\{?([A-Za-z0-9_]+)\}?", upstream_uri)
-    return "".join(re.escape(part) if index % 2 == 0 else f"(?:{pcre(groups.get(part, '[^/]+'))})" for index, part in enumerate(parts))
+    # $is_args$args pass the query string on: nothing of the path.
+    known = {"is_args": "", "args": "", **groups}
+    return "".join(re.escape(part) if index % 2 == 0 else f"(?:{pcre(known.get(part, '[^/]+'))})" for index, part in enumerate(parts))
 
 
 # --------------------------------------------------------------------------- one host
@@ -407,6 +416,8 @@ class Host:
                     checks.append(PASSWORD)
                 elif service_paths(location, uri, SESSION_ROUTES, dvr_names, server, self.http):
                     checks.append(SESSION)
+                if service_paths(location, uri, IDENTITY_ROUTES, dvr_names, server, self.http):
+                    checks.append(IDENTITY)
                 continue
             dvr = self.dvr_of(server, target)
             if dvr is None:

@@ -31,6 +31,8 @@ SECTIONS = (
     ("Appliance with WebRTC (topology port_forward)", "webrtc", "pi1"),
     ("Relay site: the Pi", "relay", "pi1"),
     ("Relay site: a relay (the Pis' pages for relay.admins on 8443, DVR barn on 9443)", "relay", "relay1"),
+    ("Identity logins (login.oidc and login.proxy): the Pi", "identity", "pi1"),
+    ("Identity logins (login.oidc and login.proxy): a relay", "identity", "relay1"),
 )
 
 
