@@ -9,25 +9,53 @@ time; media requests carry a token nginx checks with one MD5 (secure_link).
 
 Tokens: "USER~EXPIRES~SIGNATURE", SIGNATURE = base64url(MD5(K + EXPIRES + USER
 + CAMERA + K)) without padding, where K is a per-user, per-camera key:
-HMAC-SHA256(site key, "media", USER, CAMERA, USER'S STORED HASH). nginx gets
-the keys as a map (`nginx-map`), so a token is accepted only for a camera the
-user may watch, and stops working as soon as the user is removed, their
-password changes or their camera is taken away (at the next deploy).
-The key sits on both sides of the MD5 input: no length extension.
+HMAC-SHA256(site key, "media", USER, CAMERA, CREDENTIAL). nginx gets the keys
+as a map (`nginx-map`), so a token is accepted only for a camera the user may
+watch, and stops working as soon as the user is removed, their password
+changes, an identity of theirs is taken away or their camera is (at the next
+deploy). The key sits on both sides of the MD5 input: no length extension.
+CREDENTIAL is the user's stored hash; for a viewer with identities (emails) it
+is the hash (or "" without a password), then "\0" and their sorted emails
+joined by "\0". A password-only viewer's is the hash alone, as before identity
+logins existed, so their tokens outlive the upgrade.
 
 DVRs (viewer_auth in front of a proxied DVR's web interface): the DVR's own
 virtual host has a small login page posting to /auth/dvr/NAME/login, and nginx
 asks /auth/dvr/NAME/check (auth_request) before every proxied request. The
-cookie is "USER~EXPIRES~HMAC-SHA256(site key, "dvr", NAME, USER, EXPIRES, USER'S
-STORED HASH)": good for that DVR only, checked without bcrypt, and void once the
-password changes or the viewer leaves the DVR's list (access.json's "dvrs").
+cookie is "USER~EXPIRES~HMAC-SHA256(site key, "dvr", NAME, USER, EXPIRES,
+CREDENTIAL)": good for that DVR only, checked without bcrypt, and void once the
+password or identities change or the viewer leaves the DVR's list
+(access.json's "dvrs").
+
+Identity logins (access.json's "identities": email -> viewer): instead of a
+password, someone else vouches for the viewer's email address, and the login
+ends in exactly the cookies a password login sets.
+  OpenID Connect: GET /auth/oidc/start sends the browser to the provider
+    (authorization code flow, PKCE S256, state and nonce, the pending login
+    kept here in memory for 10 minutes and bound to the browser by a cookie);
+    GET /auth/oidc/callback exchanges the code for an ID token and checks it.
+  Identity-aware proxy (Cloudflare Access, oauth2-proxy): the proxy signs a JWT
+    into a header of every request; POST /auth/proxy checks it.
+  /auth/dvr/NAME/oidc/start, .../oidc/callback and .../proxy do the same for a
+    DVR's login (its cookie, on the DVR's own host name).
+Every token is checked with PyJWT against the provider's published keys
+(JWKS, cached; an unknown key id refetches them, at most once a minute):
+signature (asymmetric algorithms only), issuer, audience, expiry, and for the
+ID token nonce and email_verified. A refusal is 401 and a line on stderr (the
+journal) with the reason and the email, never the token, code or secret; a
+provider that fails or cannot be reached is 502.
 
 Subcommands:
   serve       the login service (systemd socket activation, or --listen for tests)
   nginx-map   print the nginx map of token keys (root only: it holds secrets)
   link        print a player URL (VLC, ffplay) for USER and CAMERA
 
-Runs on Debian's python3 (3.11+) with python3-bcrypt; nothing else.
+Runs on Debian's python3 (3.11+) with python3-bcrypt; identity logins need
+python3-jwt and python3-cryptography too (imported only when a site has them).
+Why PyJWT: it checks signatures and claims and parses JWKS, the part that must
+not be written by hand. The code flow around it is one redirect and three
+HTTPS requests (discovery, token, keys) done with urllib; a framework client
+such as authlib's would bring requests and a larger surface for nothing.
 """
 
 from __future__ import annotations
@@ -36,22 +64,32 @@ import argparse
 import base64
 import hashlib
 import hmac
+import html
+import http.client
 import http.server
 import json
 import os
 import re
+import secrets
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_CONFIG = Path("/etc/pi-stream/auth/access.json")
 DEFAULT_VIEWERS = Path("/etc/pi-stream/auth/viewers")
 DEFAULT_KEY = Path("/etc/pi-stream/auth/token.key")
+# Read only when access.json configures OpenID Connect; absent: a public client (PKCE alone).
+DEFAULT_OIDC_SECRET = Path("/etc/pi-stream/auth/oidc-client-secret")
 
 USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 CAMERA_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -76,7 +114,39 @@ DEVICE_SECONDS = 180 * 86400
 DVR_LOGIN_PATH = "/_pi_stream/auth/login"
 # Host-only, on the DVR's own host name: its web pages and its WebSocket ports (cookies ignore the port) send it.
 DVR_COOKIE = "dvr"
-DVR_ROUTE_RE = re.compile(r"^/auth/dvr/([a-z0-9][a-z0-9_-]{0,31})/(login|check|logout)$")
+DVR_ROUTE_RE = re.compile(r"^/auth/dvr/([a-z0-9][a-z0-9_-]{0,31})/(login|check|logout|proxy|oidc/start|oidc/callback)$")
+# The provider sends the browser back here; the cookie binding a pending login to its browser is sent to this path only.
+OIDC_CALLBACK_PATH = "/auth/oidc/callback"
+# A DVR's callback, on the DVR's own host name, beside DVR_LOGIN_PATH: nginx passes it to /auth/dvr/NAME/oidc/callback.
+DVR_OIDC_CALLBACK_PATH = "/_pi_stream/auth/oidc/callback"
+OIDC_COOKIE = "oidc"
+# A pending OpenID Connect login (state -> nonce, PKCE verifier) lives this long, and only so many are kept:
+# a flood of /start requests pushes out the oldest instead of growing memory.
+PENDING_LOGIN_SECONDS = 600
+MAX_PENDING_LOGINS = 256
+# Signatures accepted on identity tokens: asymmetric only, so a public key can never be used as an HMAC secret,
+# and never "none". A key checks only the algorithms of its own type and curve (key_algorithms).
+RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+EDDSA_CURVES = ("Ed25519", "Ed448")
+IDENTITY_ALGORITHMS = (*RSA_ALGORITHMS, *EC_ALGORITHMS.values(), "EdDSA")
+# A Pi without a battery-backed clock may be a little off the provider's.
+CLOCK_LEEWAY_SECONDS = 60
+# Requests to the provider: bounded in time and size, whatever it sends.
+PROVIDER_TIMEOUT_SECONDS = 10
+MAX_PROVIDER_RESPONSE = 1 << 20
+# Discovery documents and key sets are kept this long...
+PROVIDER_CACHE_SECONDS = 3600
+# ...a token with a key id the set does not have fetches the set again (the provider rotated its keys), but at
+# most this often: a stranger's made-up key ids must not make the Pi hammer the provider.
+KEY_REFETCH_SECONDS = 60
+# After a failed fetch, the next try waits this long (the answers meanwhile: the keys from before, or 502).
+FAILED_FETCH_SECONDS = 10
+# Far longer than any real ID token or proxy assertion.
+MAX_IDENTITY_TOKEN = 16384
+MAX_QUERY_FIELDS = 16
+# A Host header that can go into the redirect URI as it is: a name or an address, and a port.
+HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 MAX_BODY = 1024
 # One bcrypt check at a time: on a Pi, each takes a core for ~0.5 s. Waiting
 # requests queue up to this long, then get 503; nginx's limit_req keeps the
@@ -101,6 +171,17 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def read_client_secret(path: Path | None) -> str | None:
+    """The OpenID Connect client secret, or None (a public client) when there is no file or it is empty."""
+    if path is None:
+        return None
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return secret or None
+
+
 def token_expiry(token: str) -> int | None:
     """The EXPIRES of a USER~EXPIRES~SIGNATURE token, or None when it is no such number. Bounded and ASCII
     before int(): a cookie of thousands of digits would make int() raise, not refuse."""
@@ -117,8 +198,29 @@ def expired(token: str, now: float) -> bool:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """access.json's "oidc", plus the client secret (None: a public client, PKCE alone)."""
+
+    issuer: str
+    client_id: str
+    scopes: str
+    client_secret: str | None
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """access.json's "proxy": whose signed header to believe. jwks_uri "" means the issuer's discovery document's."""
+
+    issuer: str
+    jwks_uri: str
+    audience: str
+    header: str
+    bearer: bool
+
+
+@dataclass(frozen=True)
 class Config:
-    """access.json (rendered by pi-stream, no secrets) plus the two secret files."""
+    """access.json (rendered by pi-stream, no secrets) plus the secret files."""
 
     cameras: dict[str, str]  # name -> title, in page order
     access: dict[str, tuple[str, ...]]  # viewer -> cameras they may watch
@@ -130,9 +232,14 @@ class Config:
     hashes: dict[str, str]  # viewer -> bcrypt hash
     site_key: bytes
     cookie_prefix: str = COOKIE_PREFIX
+    password_login: bool = True
+    identities: dict[str, str] = field(default_factory=dict)  # lower-cased email -> viewer
+    oidc: OidcSettings | None = None
+    proxy: ProxySettings | None = None
+    ca_file: str | None = None  # a CA trusted for the provider's TLS besides the system's
 
     @classmethod
-    def load(cls, config_path: Path, viewers_path: Path, key_path: Path) -> Config:
+    def load(cls, config_path: Path, viewers_path: Path, key_path: Path, oidc_secret_path: Path | None = None) -> Config:
         data = json.loads(config_path.read_text(encoding="utf-8"))
         hashes = {}
         for line in viewers_path.read_text(encoding="utf-8").splitlines():
@@ -142,10 +249,16 @@ class Config:
         key = bytes.fromhex(key_path.read_text(encoding="ascii").strip())
         if len(key) < 32:
             raise ValueError(f"{key_path}: the site key must be at least 32 bytes (64 hex digits)")
+        # All of these are absent from the access.json of a pi-stream before identity logins: passwords only.
+        identities = {str(email).lower(): user for email, user in data.get("identities", {}).items() if USER_RE.fullmatch(str(user))}
+        # A viewer exists with a password, an identity or both: one with identities only has no line in the viewers file.
+        known = set(hashes) | set(identities.values())
+        oidc = data.get("oidc")
+        proxy = data.get("proxy")
         return cls(
             cameras={c["name"]: c["title"] for c in data["cameras"]},
-            access={user: tuple(cams) for user, cams in data["access"].items() if user in hashes},
-            dvrs={name: tuple(user for user in users if user in hashes) for name, users in data.get("dvrs", {}).items()},
+            access={user: tuple(cams) for user, cams in data["access"].items() if user in known},
+            dvrs={name: tuple(user for user in users if user in known) for name, users in data.get("dvrs", {}).items()},
             webrtc=tuple(data.get("webrtc", ())),  # absent from the access.json of a pi-stream before WebRTC
             session_seconds=int(data["session_seconds"]),
             link_seconds=int(data["link_seconds"]),
@@ -153,6 +266,22 @@ class Config:
             hashes=hashes,
             site_key=key,
             cookie_prefix=str(data.get("cookie_prefix", COOKIE_PREFIX)),
+            password_login=bool(data.get("password_login", True)),
+            identities=identities,
+            oidc=OidcSettings(
+                issuer=str(oidc["issuer"]),
+                client_id=str(oidc["client_id"]),
+                scopes=str(oidc.get("scopes", "openid email")),
+                client_secret=read_client_secret(oidc_secret_path),
+            ) if oidc else None,
+            proxy=ProxySettings(
+                issuer=str(proxy["issuer"]),
+                jwks_uri=str(proxy.get("jwks_uri", "")),
+                audience=str(proxy["audience"]),
+                header=str(proxy["header"]),
+                bearer=bool(proxy.get("bearer", False)),
+            ) if proxy else None,
+            ca_file=str(data["ca_file"]) if data.get("ca_file") else None,
         )
 
     def cookie_name(self, kind: str) -> str:
@@ -166,8 +295,15 @@ class Config:
         prefixes = MEDIA_PREFIXES + ((WEBRTC_PREFIX,) if camera in self.webrtc else ())
         return tuple(f"{prefix}{camera}/" for prefix in prefixes)
 
+    def credential(self, user: str) -> str:
+        """What a user's keys and signed tokens stand on: a new password, or an identity taken away, voids them all.
+        A password-only viewer's is their stored hash alone, the same bytes as before identity logins existed."""
+        emails = sorted(email for email, viewer in self.identities.items() if viewer == user)
+        stored = self.hashes.get(user, "")
+        return "\0".join((stored, *emails)) if emails else stored
+
     def media_key(self, user: str, camera: str) -> str:
-        return self._hmac("media", user, camera, self.hashes[user]).hex()
+        return self._hmac("media", user, camera, self.credential(user)).hex()
 
     def media_token(self, user: str, camera: str, expires: int) -> str:
         key = self.media_key(user, camera)
@@ -176,8 +312,8 @@ class Config:
 
     def signed_token(self, user: str, expires: int, kind: str, *scope: str) -> str:
         """USER~EXPIRES~HMAC. The kind (and scope, e.g. a DVR's name) keeps one kind of cookie from passing for another;
-        the stored hash ends every token of a user whose password changes."""
-        signature = self._hmac(kind, *scope, user, str(expires), self.hashes[user])
+        the credential ends every token of a user whose password or identities change."""
+        signature = self._hmac(kind, *scope, user, str(expires), self.credential(user))
         return f"{user}~{expires}~{b64url(signature)}"
 
     def session_token(self, user: str, expires: int) -> str:
@@ -263,12 +399,403 @@ class Checker:
         if not self.acquire(priority, CHECK_WAIT_SECONDS):
             return None
         try:
-            stored = config.hashes.get(user) if user in (config.access if users is None else users) else None
+            # A viewer with identities only has no hash: checked against the dummy like a stranger, never as an empty password.
+            stored = (config.hashes.get(user) or None) if user in (config.access if users is None else users) else None
             candidate = password.encode("utf-8")[:72]
             matched = bcrypt.checkpw(candidate, (stored or "").encode("ascii") or UNKNOWN_USER_HASH)
             return matched and stored is not None
         finally:
             self.release()
+
+
+class LoginRefused(Exception):
+    """An identity login that does not pass (401, counted by fail2ban). The message is the reason, written here:
+    it never quotes the token. email: the address a verified token named, for the journal."""
+
+    def __init__(self, reason: str, email: str = "") -> None:
+        super().__init__(reason)
+        self.email = email
+
+
+class ProviderFailed(Exception):
+    """The identity provider failed, answered nonsense or could not be reached (502, not counted)."""
+
+
+def journal(message: str) -> None:
+    """A line for the journal (stderr under systemd)."""
+    print(f"pi-stream-auth: {message}", file=sys.stderr, flush=True)
+
+
+def shown(value: object, limit: int = 120) -> str:
+    """A value from outside, quoted and ASCII-only for a log line or an error: no newline can forge another line."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def import_jwt():
+    """PyJWT (python3-jwt), needed only by sites with identity logins."""
+    try:
+        import jwt
+    except ImportError as error:
+        raise SystemExit("pi_stream_auth.py: identity logins need PyJWT: apt install python3-jwt python3-cryptography") from error
+    return jwt
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A provider's discovery, keys and token endpoint answer directly: a redirect (to http://, or elsewhere) is a failure."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+class ProviderHttp:
+    """HTTPS requests to the identity provider: https only, no redirects, bounded in time and size, the system's CAs
+    plus the site's own (ca_file). urllib, not requests: Debian's python3 has it, and four requests need nothing more."""
+
+    def __init__(self, ca_file: str | None) -> None:
+        context = ssl.create_default_context()
+        if ca_file:
+            context.load_verify_locations(cafile=ca_file)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirects())
+
+    def request(self, url: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> tuple[int, object]:
+        """(HTTP status, the answer's JSON or None). GET, or POST of a form. Raises ProviderFailed when there is no answer."""
+        # Also keeps urllib's file: and ftp: handlers away from a URL a discovery document names.
+        if urllib.parse.urlsplit(url).scheme != "https":
+            raise ProviderFailed(f"{shown(url)} is not an https:// URL")
+        data = urllib.parse.urlencode(form).encode("ascii") if form is not None else None
+        request = urllib.request.Request(url, data=data, headers={"Accept": "application/json", **(headers or {})})
+        try:
+            with self.opener.open(request, timeout=PROVIDER_TIMEOUT_SECONDS) as response:
+                status, body = response.status, response.read(MAX_PROVIDER_RESPONSE + 1)
+        except urllib.error.HTTPError as error:
+            # 4xx/5xx (and 3xx, not followed): the status is the answer; the body may say why (the token endpoint's "error").
+            status = error.code
+            try:
+                body = error.read(MAX_PROVIDER_RESPONSE + 1)
+            except (OSError, http.client.HTTPException):
+                body = b""
+            finally:
+                error.close()
+        except (OSError, http.client.HTTPException, ValueError) as error:  # URLError, TLS, timeouts: all OSError
+            raise ProviderFailed(f"{shown(url)}: {error}") from None
+        if len(body) > MAX_PROVIDER_RESPONSE:
+            raise ProviderFailed(f"{shown(url)}: an answer over {MAX_PROVIDER_RESPONSE} bytes")
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, None
+
+    def get_json(self, url: str) -> dict:
+        status, document = self.request(url)
+        if status != 200 or not isinstance(document, dict):
+            raise ProviderFailed(f"{shown(url)}: HTTP {status}" + ("" if isinstance(document, dict) else ", not a JSON object"))
+        return document
+
+
+@dataclass
+class Fetched:
+    """A cached document: its value (None before the first successful fetch), when it was fetched, when a fetch was last tried."""
+
+    value: object = None
+    fetched: float = 0.0
+    attempted: float | None = None
+    error: str = ""
+
+
+class RemoteDocuments:
+    """Discovery documents and key sets, fetched once per PROVIDER_CACHE_SECONDS and shared by all threads.
+    One fetch per URL at a time (the others wait for its result); a refetch asked for within KEY_REFETCH_SECONDS
+    of the last fetch, or a retry within FAILED_FETCH_SECONDS of a failure, answers from the cache instead.
+    clock: time.monotonic, or a test's."""
+
+    def __init__(self, provider: ProviderHttp, clock: Callable[[], float] = time.monotonic) -> None:
+        self.provider, self.clock = provider, clock
+        self.lock = threading.Lock()
+        self.url_locks: dict[str, threading.Lock] = {}  # one per URL in access.json: a handful
+        self.entries: dict[str, Fetched] = {}
+
+    def get(self, url: str, parse: Callable[[dict], object], refetch: bool = False) -> object:
+        """parse(the document at url), from the cache when fresh. refetch: the cached value did not have what the
+        caller needs (a key id): fetch again if the last fetch is KEY_REFETCH_SECONDS old. Raises ProviderFailed."""
+        with self.lock:
+            url_lock = self.url_locks.setdefault(url, threading.Lock())
+        with url_lock:
+            entry = self.entries.setdefault(url, Fetched())
+            now = self.clock()
+            fresh = entry.value is not None and now - entry.fetched < PROVIDER_CACHE_SECONDS
+            if fresh and not refetch:
+                return entry.value
+            wait = KEY_REFETCH_SECONDS if fresh else FAILED_FETCH_SECONDS
+            if entry.attempted is not None and now - entry.attempted < wait:
+                if entry.value is not None:
+                    return entry.value
+                raise ProviderFailed(f"{entry.error} (tried {now - entry.attempted:.0f} s ago)")
+            entry.attempted = now
+            try:
+                value = parse(self.provider.get_json(url))
+            except ProviderFailed as error:
+                entry.error = str(error)
+                journal(f"identity provider: {error}")
+                # Keys from an hour ago still check signatures while the provider is down; a refetch for an
+                # unknown key id has nothing to answer with.
+                if entry.value is not None and not refetch:
+                    return entry.value
+                raise
+            entry.value, entry.fetched, entry.error = value, now, ""
+            return value
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str | None
+    key: object  # a cryptography public key, from PyJWK
+    algorithms: tuple[str, ...]
+
+
+def key_algorithms(data: dict) -> tuple[str, ...]:
+    """The signature algorithms a JWK may check: those of its type (and curve), narrowed to its "alg" when it names one.
+    Empty for symmetric keys ("oct"), encryption keys and anything else."""
+    kty, curve = data.get("kty"), data.get("crv")
+    if kty == "RSA":
+        family = RSA_ALGORITHMS
+    elif kty == "EC" and curve in EC_ALGORITHMS:
+        family = (EC_ALGORITHMS[curve],)
+    elif kty == "OKP" and curve in EDDSA_CURVES:
+        family = ("EdDSA",)
+    else:
+        return ()
+    alg = data.get("alg")
+    return family if alg is None else tuple(a for a in family if a == alg)
+
+
+def parse_key_set(document: dict) -> tuple[SigningKey, ...]:
+    """The usable signing keys of a JWKS; a key PyJWK cannot read is skipped, not fatal (providers publish
+    encryption keys and new key types beside the ones we use). Raises ProviderFailed when none is left."""
+    jwt = import_jwt()
+    keys = []
+    entries = document.get("keys")
+    for data in entries if isinstance(entries, list) else ():
+        if not isinstance(data, dict) or data.get("use", "sig") != "sig" or "d" in data:  # "d": private key material
+            continue
+        algorithms = key_algorithms(data)
+        kid = data.get("kid")
+        if not algorithms or not isinstance(kid, (str, type(None))):
+            continue
+        try:
+            key = jwt.PyJWK(data, algorithms[0]).key
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            continue
+        keys.append(SigningKey(kid, key, algorithms))
+    if not keys:
+        raise ProviderFailed("the key set has no usable signing key")
+    return tuple(keys)
+
+
+def find_key(keys: tuple[SigningKey, ...], kid: str | None, algorithm: str) -> SigningKey | None:
+    """The key a token names. A token without a key id is accepted only from a set of one key (OpenID Connect Core 10.1)."""
+    if kid is None:
+        return keys[0] if len(keys) == 1 and algorithm in keys[0].algorithms else None
+    return next((key for key in keys if key.kid == kid and algorithm in key.algorithms), None)
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """An OpenID Connect login between /start and /callback."""
+
+    nonce: str
+    verifier: str  # PKCE code_verifier
+    scope: str  # "" for the appliance, a DVR's name for its login
+    redirect_uri: str
+    created: float
+
+
+class PendingLogins:
+    """state -> PendingLogin, in memory: a restart forgets them (the viewer starts again). Bounded in number and age;
+    a state is removed on first use, so a replayed callback finds nothing."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[str, PendingLogin] = OrderedDict()
+
+    def add(self, nonce: str, verifier: str, scope: str, redirect_uri: str) -> str:
+        state = secrets.token_urlsafe(32)
+        with self.lock:
+            now = self.clock()
+            while self.entries and (len(self.entries) >= MAX_PENDING_LOGINS
+                                    or now - next(iter(self.entries.values())).created > PENDING_LOGIN_SECONDS):
+                self.entries.popitem(last=False)
+            self.entries[state] = PendingLogin(nonce, verifier, scope, redirect_uri, now)
+        return state
+
+    def pop(self, state: str) -> PendingLogin | None:
+        with self.lock:
+            login = self.entries.pop(state, None)
+        if login is None or self.clock() - login.created > PENDING_LOGIN_SECONDS:
+            return None
+        return login
+
+
+class IdentityLogins:
+    """OpenID Connect and identity-aware proxy logins: the provider's documents and keys, pending logins, token checks.
+    Shared by all request threads; built once per server (it imports PyJWT and reads ca_file at start, so a site
+    with identity logins and without python3-jwt, or with a missing CA file, fails at start, not at a login)."""
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.enabled = config.oidc is not None or config.proxy is not None
+        if self.enabled:
+            import_jwt()
+        self.documents = RemoteDocuments(ProviderHttp(config.ca_file), clock) if self.enabled else None
+        self.pending = PendingLogins(clock)
+
+    def discovery(self, issuer: str) -> dict:
+        """The issuer's OpenID Provider metadata; its "issuer" must be the configured one exactly (OpenID Connect Discovery 4.3)."""
+
+        def checked(document: dict) -> dict:
+            if document.get("issuer") != issuer:
+                raise ProviderFailed(f"the discovery document of {shown(issuer)} names issuer {shown(document.get('issuer'))}")
+            return document
+
+        return self.documents.get(f"{issuer.rstrip('/')}/.well-known/openid-configuration", checked)
+
+    @staticmethod
+    def endpoint(document: dict, name: str) -> str:
+        url = document.get(name)
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise ProviderFailed(f"the discovery document has no https:// {name}")
+        return url
+
+    def signing_key(self, jwks_uri: str, kid: str | None, algorithm: str) -> SigningKey:
+        keys = self.documents.get(jwks_uri, parse_key_set)
+        found = find_key(keys, kid, algorithm)
+        if found is None and kid is not None:  # a new key after a rotation, or a made-up kid (throttled)
+            found = find_key(self.documents.get(jwks_uri, parse_key_set, refetch=True), kid, algorithm)
+        if found is None:
+            raise LoginRefused(f"the provider has no {algorithm} key {shown(kid)} for this token")
+        return found
+
+    def verify(self, token: str, jwks_uri: str, issuer: str, audience: str, required: tuple[str, ...]) -> dict:
+        """The claims of a JWT whose signature, issuer, audience and times PyJWT found good. Raises LoginRefused."""
+        jwt = import_jwt()
+        if len(token) > MAX_IDENTITY_TOKEN:
+            raise LoginRefused("the token is too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise LoginRefused("not a JWT") from None
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in IDENTITY_ALGORITHMS:
+            raise LoginRefused(f"a token signed with {shown(algorithm)} is not accepted")
+        if kid is not None and (not isinstance(kid, str) or len(kid) > 256):
+            raise LoginRefused("the token's key id is not a short string")
+        key = self.signing_key(jwks_uri, kid, algorithm)
+        try:
+            return jwt.decode(token, key.key, algorithms=[algorithm], audience=audience, issuer=issuer,
+                              leeway=CLOCK_LEEWAY_SECONDS, options={"require": list(required)})
+        except jwt.ExpiredSignatureError:
+            raise LoginRefused("the token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise LoginRefused("the token is for another audience") from None
+        except jwt.InvalidIssuerError:
+            raise LoginRefused("the token is from another issuer") from None
+        except jwt.InvalidSignatureError:
+            raise LoginRefused("the token's signature does not match the provider's key") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise LoginRefused(f"the token has no {shown(error.claim)} claim") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            raise LoginRefused(f"the token does not pass ({type(error).__name__})") from None
+
+    def viewer(self, claims: dict, allowed: Collection[str]) -> tuple[str, str]:
+        """(email, viewer) for the email a verified token vouches for, if that viewer may log in here (allowed)."""
+        email = claims.get("email")
+        if not isinstance(email, str) or not email:
+            raise LoginRefused("the token names no email address")
+        email = email.lower()
+        viewer = self.config.identities.get(email)
+        if viewer is None or viewer not in allowed:
+            raise LoginRefused("this identity is not a viewer here", email=email)
+        return email, viewer
+
+    def start_oidc(self, scope: str, redirect_uri: str) -> tuple[str, str]:
+        """(state, the provider's authorization URL) for a new login. Raises ProviderFailed."""
+        oidc = self.config.oidc
+        authorize = self.endpoint(self.discovery(oidc.issuer), "authorization_endpoint")
+        nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(48)  # verifier: 64 characters (RFC 7636: 43-128)
+        state = self.pending.add(nonce, verifier, scope, redirect_uri)
+        query = urllib.parse.urlencode({
+            "response_type": "code",
+            "client_id": oidc.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": oidc.scopes,
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": b64url(hashlib.sha256(verifier.encode("ascii")).digest()),
+            "code_challenge_method": "S256",
+        })
+        return state, f"{authorize}{'&' if '?' in authorize else '?'}{query}"
+
+    def finish_oidc(self, state: str, code: str, scope: str, issuer_said: str | None, allowed: Collection[str]) -> tuple[str, str]:
+        """(email, viewer) from the provider's callback: the pending login, the code exchanged, the ID token checked.
+        The caller has matched state against the browser's cookie. Raises LoginRefused or ProviderFailed."""
+        oidc = self.config.oidc
+        pending = self.pending.pop(state)
+        if pending is None:
+            raise LoginRefused("unknown, expired or already used login state")
+        if pending.scope != scope:
+            raise LoginRefused("this login was started for another site")
+        # RFC 9207: a provider that says who it is must be ours (a mix-up with another provider is refused).
+        if issuer_said is not None and issuer_said != oidc.issuer:
+            raise LoginRefused("the answer comes from another issuer")
+        document = self.discovery(oidc.issuer)
+        id_token = self.exchange_code(document, code, pending)
+        claims = self.verify(id_token, self.endpoint(document, "jwks_uri"), oidc.issuer, oidc.client_id,
+                             required=("exp", "iat", "iss", "aud", "sub"))
+        nonce = claims.get("nonce")
+        if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), pending.nonce.encode()):
+            raise LoginRefused("the ID token's nonce is not this login's")
+        audiences = [claims["aud"]] if isinstance(claims["aud"], str) else claims["aud"]
+        # OpenID Connect Core 3.1.3.7: with several audiences the token must say it was issued to us (azp).
+        if (len(audiences) > 1 or "azp" in claims) and claims.get("azp") != oidc.client_id:
+            raise LoginRefused("the ID token was issued to another client (azp)")
+        if claims.get("email_verified") is not True:
+            raise LoginRefused("the provider does not vouch for the email address (email_verified)", email=str(claims.get("email", "")))
+        return self.viewer(claims, allowed)
+
+    def exchange_code(self, document: dict, code: str, pending: PendingLogin) -> str:
+        """The ID token for an authorization code, from the token endpoint."""
+        oidc = self.config.oidc
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": pending.redirect_uri, "code_verifier": pending.verifier}
+        headers = {}
+        methods = document.get("token_endpoint_auth_methods_supported")
+        if oidc.client_secret is None:
+            form["client_id"] = oidc.client_id  # a public client: PKCE is its proof
+        elif not isinstance(methods, list) or not methods or "client_secret_basic" in methods:  # the spec's default
+            pair = f"{urllib.parse.quote(oidc.client_id, safe='')}:{urllib.parse.quote(oidc.client_secret, safe='')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        elif "client_secret_post" in methods:
+            form.update(client_id=oidc.client_id, client_secret=oidc.client_secret)
+        else:
+            raise ProviderFailed(f"the token endpoint offers neither client_secret_basic nor client_secret_post: {shown(methods)}")
+        status, answer = self.documents.provider.request(self.endpoint(document, "token_endpoint"), form, headers)
+        if status == 200 and isinstance(answer, dict) and isinstance(answer.get("id_token"), str):
+            return answer["id_token"]
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if status in (400, 401) and error == "invalid_grant":  # the code: used already, expired, or someone else's
+            raise LoginRefused("the provider did not accept the authorization code")
+        # Anything else is the provider's or the site's fault (a wrong client secret): not the viewer's, not counted.
+        raise ProviderFailed(f"the token endpoint answered HTTP {status}" + (f", error {shown(error)}" if error else ", no ID token"))
+
+    def proxy_viewer(self, token: str, allowed: Collection[str]) -> tuple[str, str]:
+        """(email, viewer) from the identity-aware proxy's signed assertion. Raises LoginRefused or ProviderFailed."""
+        proxy = self.config.proxy
+        jwks_uri = proxy.jwks_uri or self.endpoint(self.discovery(proxy.issuer), "jwks_uri")
+        claims = self.verify(token, jwks_uri, proxy.issuer, proxy.audience, required=("exp", "iss", "aud"))
+        # Cloudflare Access says nothing about verification (its identity provider did); an ID token passed on may.
+        if "email_verified" in claims and claims["email_verified"] is not True:
+            raise LoginRefused("the provider does not vouch for the email address (email_verified)", email=str(claims.get("email", "")))
+        return self.viewer(claims, allowed)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -280,6 +807,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # Set on the class by make_server().
     config: Config
     checker: Checker
+    identity: IdentityLogins
 
     def log_message(self, format: str, *args) -> None:
         # nginx logs every request (and fail2ban reads nginx's log); this would only repeat it.
@@ -294,10 +822,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if session is None:
                 return self.refuse(SESSION_COOKIE)
             return self.send_json(200, self.session_body(*session))
+        # The provider's callback carries a query (code, state); nginx may pass one on to /start too.
+        path = self.path.partition("?")[0]
+        oidc = {"/auth/oidc/start": ("", "start"), "/auth/oidc/callback": ("", "callback")}.get(path)
+        if oidc is None and action.startswith("oidc/") and dvr in self.config.dvrs:
+            oidc = (dvr, action.removeprefix("oidc/"))
+        if oidc is not None and self.config.oidc is not None:
+            scope, step = oidc
+            return self.oidc_start(scope) if step == "start" else self.oidc_callback(scope)
         self.send_json(404, {"error": "not found"})
 
     def do_POST(self) -> None:
         routes = {"/auth/login": self.login, "/auth/logout": self.logout, "/auth/link": self.link}
+        if self.config.proxy is not None:
+            routes["/auth/proxy"] = lambda _body: self.proxy_login("")
         route = routes.get(self.path) or self.dvr_post_route()
         if route is None:
             return self.send_json(404, {"error": "not found"})
@@ -326,7 +864,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_json(401, {"error": "wrong user name or password"})
         return bool(matched)
 
+    def password_login_off(self) -> bool:
+        """Whether the site turned password logins off; if so, answered 403 without touching bcrypt."""
+        if not self.config.password_login:
+            self.send_json(403, {"error": "password login is turned off on this site"})
+        return not self.config.password_login
+
     def login(self, body: dict) -> None:
+        if self.password_login_off():
+            return
         found = self.credentials(body)
         if found is None:
             return
@@ -334,15 +880,113 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.password_ok(user, password, priority=self.known_device(user, self.config.access)):
             return
         expires = int(time.time()) + self.config.session_seconds
+        cookies = [*self.login_cookies(user, expires), self.device_cookie(user, "/auth/login")]
+        self.send_json(200, self.session_body(user, expires), cookies=cookies)
+
+    def login_cookies(self, user: str, expires: int) -> list[str]:
+        """The appliance's cookies for a logged-in viewer, whatever the way in: the session, and a media cookie per camera."""
         session = self.config.session_token(user, expires)
         cookies = [self.cookie(self.config.cookie_name(SESSION_COOKIE), session, "/auth/", self.config.session_seconds)]
-        cookies.append(self.device_cookie(user, "/auth/login"))
         for camera in self.config.access[user]:
             token = self.config.media_token(user, camera, expires)
             # The same token on every path: nginx checks it identically for video, snapshots/status and WebRTC signalling.
             for path in self.config.media_paths(camera):
                 cookies.append(self.cookie(self.config.cookie_name(MEDIA_COOKIE), token, path, self.config.session_seconds))
-        self.send_json(200, self.session_body(user, expires), cookies=cookies)
+        return cookies
+
+    def dvr_cookie(self, dvr: str, user: str, expires: int) -> str:
+        return self.cookie(self.config.cookie_name(DVR_COOKIE), self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
+
+    def allowed(self, dvr: str) -> Collection[str]:
+        """Who may log in here: the viewers for the appliance (dvr ""), that DVR's list for a DVR."""
+        return self.config.dvrs[dvr] if dvr else self.config.access
+
+    def oidc_start(self, dvr: str) -> None:
+        """Off to the provider: a pending login, its state in a cookie for the callback path only, 302 to the provider."""
+        host = self.headers.get("Host", "")
+        if not HOST_RE.fullmatch(host):
+            return self.send_page(400, "Login failed", "This request has no usable Host header.")
+        callback = DVR_OIDC_CALLBACK_PATH if dvr else OIDC_CALLBACK_PATH
+        try:
+            state, url = self.identity.start_oidc(dvr, f"{self.scheme()}://{host}{callback}")
+        except ProviderFailed as error:
+            journal(f"OpenID Connect login{self.scope_label(dvr)} could not start: {error}")
+            return self.send_page(502, "Login failed", "The identity provider cannot be reached. Try again later.")
+        self.send_redirect(302, url, [self.state_cookie(state, callback, PENDING_LOGIN_SECONDS)])
+
+    def oidc_callback(self, dvr: str) -> None:
+        """Back from the provider: the state (single use, this browser's), the code exchanged, the ID token checked,
+        then the cookies a password login sets and 303 to the page."""
+        callback = DVR_OIDC_CALLBACK_PATH if dvr else OIDC_CALLBACK_PATH
+        forget_state = self.state_cookie("", callback, 0)
+        try:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            return self.send_page(400, "Login failed", "Too many query parameters.", [forget_state])
+        state, code, error = (query.get(name, [""])[0] for name in ("state", "code", "error"))
+        if error:  # the viewer said no at the provider, or the provider would not log them in
+            journal(f"OpenID Connect login{self.scope_label(dvr)}: the provider answered error={shown(error)}")
+            return self.send_page(400, "Login failed", f"The identity provider did not log you in ({error[:100]}).", [forget_state])
+        if not state or not code:
+            return self.send_page(400, "Login failed", "Nothing to check: start the login again.", [forget_state])
+        sent = self.cookies().get(self.config.cookie_name(OIDC_COOKIE), "")
+        # Login CSRF: a callback URL from someone else's login, opened in this browser, must not log it in as them.
+        # The browser's own state cookie stays: a login of its own may be under way.
+        if not sent or not hmac.compare_digest(sent.encode(), state.encode()):
+            return self.identity_refused("OpenID Connect", dvr, LoginRefused("the login was not started in this browser"))
+        try:
+            email, user = self.identity.finish_oidc(state, code, dvr, query.get("iss", [None])[0], self.allowed(dvr))
+        except LoginRefused as refused:
+            return self.identity_refused("OpenID Connect", dvr, refused, [forget_state])
+        except ProviderFailed as failed:
+            journal(f"OpenID Connect login{self.scope_label(dvr)} failed: {failed}")
+            return self.send_page(502, "Login failed", "The identity provider failed. Try again later.", [forget_state])
+        journal(f"{user} logged in{self.scope_label(dvr)} as {shown(email)} (OpenID Connect)")
+        expires = int(time.time()) + self.config.session_seconds
+        cookies = [self.dvr_cookie(dvr, user, expires)] if dvr else self.login_cookies(user, expires)
+        self.send_redirect(303, "/", [*cookies, forget_state])
+
+    def proxy_login(self, dvr: str) -> None:
+        """The identity-aware proxy's signed header, checked: 200 with the cookies and body of a password login."""
+        proxy = self.config.proxy
+        token = self.headers.get(proxy.header, "").strip()
+        if proxy.bearer:
+            scheme, _, bearer_token = token.partition(" ")
+            token = bearer_token.strip() if scheme.lower() == "bearer" else ""
+        if not token:  # nothing to check (the proxy is not in front, or let this request through without a login): not counted
+            return self.send_json(400, {"error": "no identity from the proxy"})
+        try:
+            email, user = self.identity.proxy_viewer(token, self.allowed(dvr))
+        except LoginRefused as refused:
+            return self.identity_refused("proxy", dvr, refused)
+        except ProviderFailed as failed:
+            journal(f"proxy login{self.scope_label(dvr)} failed: {failed}")
+            return self.send_json(502, {"error": "the identity provider cannot be reached"})
+        journal(f"{user} logged in{self.scope_label(dvr)} as {shown(email)} (identity-aware proxy)")
+        expires = int(time.time()) + self.config.session_seconds
+        if dvr:
+            return self.send_json(200, {"user": user, "expires": expires}, cookies=[self.dvr_cookie(dvr, user, expires)])
+        self.send_json(200, self.session_body(user, expires), cookies=self.login_cookies(user, expires))
+
+    def identity_refused(self, how: str, dvr: str, refused: LoginRefused, cookies: list[str] = ()) -> None:
+        """401 (nginx logs it for fail2ban) and the reason in the journal: a page for the browser's callback, JSON for the proxy's POST."""
+        who = f" for {shown(refused.email)}" if refused.email else ""
+        journal(f"{how} login{self.scope_label(dvr)} refused{who}: {refused}")
+        if self.command == "GET":
+            return self.send_page(401, "Login refused", str(refused), cookies)
+        self.send_json(401, {"error": f"login refused: {refused}"}, cookies=cookies)
+
+    @staticmethod
+    def scope_label(dvr: str) -> str:
+        return f" to DVR {dvr}" if dvr else ""
+
+    def scheme(self) -> str:
+        """The scheme the browser used: nginx says so (X-Forwarded-Proto); anything else is http."""
+        return "https" if self.headers.get("X-Forwarded-Proto") == "https" else "http"
+
+    def state_cookie(self, state: str, path: str, max_age: int) -> str:
+        # Lax, not Strict: the provider's redirect back is a cross-site navigation, and a Strict cookie would stay behind.
+        return self.cookie(self.config.cookie_name(OIDC_COOKIE), state, path, max_age, same_site="Lax")
 
     def logout(self, _body: dict) -> None:
         media = self.config.cookie_name(MEDIA_COOKIE)
@@ -359,14 +1003,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return (match.group(1), match.group(2)) if match else ("", "")
 
     def dvr_post_route(self) -> Callable[[dict], None] | None:
-        """The handler for a DVR's login or logout; None (404) for any other path and for a DVR that is not configured."""
+        """The handler for a DVR's login or logout (or proxy login, when configured); None (404) for any other path
+        and for a DVR that is not configured."""
         dvr, action = self.dvr_route()
-        handler = {"login": self.dvr_login, "logout": self.dvr_logout}.get(action)
+        handlers = {"login": self.dvr_login, "logout": self.dvr_logout}
+        if self.config.proxy is not None:
+            handlers["proxy"] = lambda name, _body: self.proxy_login(name)
+        handler = handlers.get(action)
         if handler is None or dvr not in self.config.dvrs:
             return None
         return lambda body: handler(dvr, body)
 
     def dvr_login(self, dvr: str, body: dict) -> None:
+        if self.password_login_off():
+            return
         found = self.credentials(body)
         if found is None:
             return
@@ -376,8 +1026,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.password_ok(user, password, priority=self.known_device(user, allowed, "dvr", dvr), users=allowed):
             return
         expires = int(time.time()) + self.config.session_seconds
-        cookie = self.cookie(self.config.cookie_name(DVR_COOKIE), self.config.dvr_token(dvr, user, expires), "/", self.config.session_seconds)
-        self.send_json(200, {"user": user, "expires": expires}, cookies=[cookie, self.device_cookie(user, DVR_LOGIN_PATH, "dvr", dvr)])
+        cookies = [self.dvr_cookie(dvr, user, expires), self.device_cookie(user, DVR_LOGIN_PATH, "dvr", dvr)]
+        self.send_json(200, {"user": user, "expires": expires}, cookies=cookies)
 
     def known_device(self, user: str, users: Collection[str], *scope: str) -> bool:
         """Whether this browser logged in here as `user` before (its device cookie): it goes first for the bcrypt slot."""
@@ -411,9 +1061,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(403, {"error": "no such camera for this viewer"})
         expires = int(time.time()) + self.config.link_seconds
         token = self.config.media_token(user, camera, expires)
-        scheme = "https" if self.headers.get("X-Forwarded-Proto") == "https" else "http"
         host = self.headers.get("Host", "")
-        self.send_json(200, {"url": f"{scheme}://{host}/v/{token}/{camera}/index.m3u8", "expires": expires})
+        self.send_json(200, {"url": f"{self.scheme()}://{host}/v/{token}/{camera}/index.m3u8", "expires": expires})
 
     def session_body(self, user: str, expires: int) -> dict:
         cameras = [self.camera_entry(name) for name in self.config.cameras if name in self.config.access[user]]
@@ -448,9 +1097,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 found.setdefault(name, value)
         return found
 
-    def cookie(self, name: str, value: str, path: str, max_age: int) -> str:
+    def cookie(self, name: str, value: str, path: str, max_age: int, same_site: str = "Strict") -> str:
         secure = "; Secure" if self.config.secure_cookies else ""
-        return f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        return f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
 
     def read_json(self) -> dict | None:
         length = self.headers.get("Content-Length", "")
@@ -461,6 +1110,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+    def send_redirect(self, status: int, location: str, cookies: list[str]) -> None:
+        self.send_response(status)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.send_header("Cache-Control", "no-store")
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        self.end_headers()
+
+    def send_page(self, status: int, title: str, message: str, cookies: list[str] = ()) -> None:
+        """A small page for the browser at the end of a refused or failed identity login: no script, nothing loaded."""
+        payload = PAGE.format(title=html.escape(title), message=html.escape(message)).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", "default-src 'none'")
+        for cookie in cookies:
+            self.send_header("Set-Cookie", cookie)
+        self.end_headers()
+        self.wfile.write(payload)
 
     def send_json(self, status: int, body: dict, cookies: list[str] = (), retry_after: int | None = None) -> None:
         payload = json.dumps(body).encode("utf-8")
@@ -475,6 +1146,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
+<body>
+<h1>{title}</h1>
+<p>{message}</p>
+<p><a href="/">Back to the login page</a></p>
+</body>
+</html>
+"""
 
 BUSY_BODY = json.dumps({"error": "busy, try again in a few seconds"}).encode("utf-8")
 BUSY_RESPONSE = (
@@ -542,7 +1224,7 @@ class TCPHTTPServer(BoundedThreads, http.server.HTTPServer):
 
 
 def make_server(config: Config, listen: str | None) -> socketserver.BaseServer:
-    handler = type("BoundHandler", (Handler,), {"config": config, "checker": Checker()})
+    handler = type("BoundHandler", (Handler,), {"config": config, "checker": Checker(), "identity": IdentityLogins(config)})
     if listen and listen.startswith("/"):  # tests: a Unix socket path, as nginx expects
         Path(listen).unlink(missing_ok=True)
         server = UnixHTTPServer(listen, handler)
@@ -564,7 +1246,11 @@ def load_config(args: argparse.Namespace) -> Config:
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     viewers = Path(credentials) / "viewers" if credentials and args.viewers is None else args.viewers or DEFAULT_VIEWERS
     key = Path(credentials) / "token.key" if credentials and args.key is None else args.key or DEFAULT_KEY
-    return Config.load(args.config, viewers, key)
+    if credentials and args.oidc_client_secret is None:
+        oidc_secret = Path(credentials) / "oidc-client-secret"
+    else:
+        oidc_secret = args.oidc_client_secret or DEFAULT_OIDC_SECRET
+    return Config.load(args.config, viewers, key, oidc_secret)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -572,6 +1258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     parser.add_argument("--viewers", type=Path, default=None)
     parser.add_argument("--key", type=Path, default=None)
+    parser.add_argument("--oidc-client-secret", type=Path, default=None,
+                        help="the OpenID Connect client secret's file (default: systemd's credential; none: a public client)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve")
     serve.add_argument("--listen", help="a socket path or HOST:PORT instead of systemd's socket (tests)")
