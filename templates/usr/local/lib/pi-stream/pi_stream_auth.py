@@ -916,7 +916,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def oidc_callback(self, dvr: str) -> None:
         """Back from the provider: the state (single use, this browser's), the code exchanged, the ID token checked,
-        then the cookies a password login sets and 303 to the page."""
+        then the cookies a password login sets and a page that goes on to "/"."""
         callback = DVR_OIDC_CALLBACK_PATH if dvr else OIDC_CALLBACK_PATH
         forget_state = self.state_cookie("", callback, 0)
         try:
@@ -944,7 +944,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         journal(f"{user} logged in{self.scope_label(dvr)} as {shown(email)} (OpenID Connect)")
         expires = int(time.time()) + self.config.session_seconds
         cookies = [self.dvr_cookie(dvr, user, expires)] if dvr else self.login_cookies(user, expires)
-        self.send_redirect(303, "/", [*cookies, forget_state])
+        # A page that moves on by itself, not a 303: the browser came here through the provider's cross-site redirect,
+        # and a redirect would keep that chain cross-site, so "/" would come without the SameSite=Strict cookies just
+        # set (harmless for the player page, which is public; a DVR's "/" sits behind its cookie). This page's own
+        # navigation is same-site.
+        self.send_page(200, "Logged in", f"Logged in as {user}.", [*cookies, forget_state], refresh="/")
 
     def proxy_login(self, dvr: str) -> None:
         """The identity-aware proxy's signed header, checked: 200 with the cookies and body of a password login."""
@@ -1120,9 +1124,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Set-Cookie", cookie)
         self.end_headers()
 
-    def send_page(self, status: int, title: str, message: str, cookies: list[str] = ()) -> None:
-        """A small page for the browser at the end of a refused or failed identity login: no script, nothing loaded."""
-        payload = PAGE.format(title=html.escape(title), message=html.escape(message)).encode("utf-8")
+    def send_page(self, status: int, title: str, message: str, cookies: list[str] = (), refresh: str = "") -> None:
+        """A small page for the browser at the end of an identity login: no script, nothing loaded; `refresh`: where it
+        goes on by itself (a meta refresh, which the page's Content-Security-Policy leaves alone)."""
+        head = f'<meta http-equiv="refresh" content="0; url={html.escape(refresh)}">' if refresh else ""
+        link = html.escape(refresh) if refresh else "/"
+        payload = PAGE.format(title=html.escape(title), message=html.escape(message), head=head, link=link,
+                              link_text="Continue" if refresh else "Back to the login page").encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
@@ -1149,11 +1157,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{head}<title>{title}</title></head>
 <body>
 <h1>{title}</h1>
 <p>{message}</p>
-<p><a href="/">Back to the login page</a></p>
+<p><a href="{link}">{link_text}</a></p>
 </body>
 </html>
 """
