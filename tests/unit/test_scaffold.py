@@ -58,11 +58,19 @@ def test_every_other_commented_section_is_valid_uncommented_alone(site_dir):
     credentials.add_user(site_dir, "bob", "bob's long password")  # the viewers: example names bob
     site_yml = site_dir / "site.yml"
     text = site_yml.read_text()
-    sections = [s for s in commented_sections(text) if s not in ("# topology:", "# relay:")]
+    # login: and viewers' emails: go together (identities need a way to sign in, and the other way round).
+    sections = [s for s in commented_sections(text) if s not in ("# topology:", "# relay:", "# login:")]
     assert {"# webrtc:", "# nvrs:", "# storage:", "# dvr_proxy:", "# viewers:"} <= set(sections), sections
     for section in sections:
         site_yml.write_text(uncomment(text, next(line for line in text.splitlines() if line.startswith(section))))
-        load_site(site_dir)
+        if section != "# viewers:":
+            load_site(site_dir)
+    (site_dir / "oidc-client-secret").write_text("s3cret\n")
+    (site_dir / "oidc-client-secret").chmod(0o600)
+    both = uncomment(uncomment(text, "# viewers:"), "# login:")
+    site_yml.write_text(both)
+    site = load_site(site_dir)
+    assert site.identities == {"carol@example.org": "carol"} and site.login.oidc.name == "Google"
 
 
 def test_init_writes_a_gitignore_that_keeps_secrets_and_working_files_out_of_git(site_dir):
