@@ -244,15 +244,19 @@ def user_list(ctx: click.Context, site_dir: Path) -> None:
 
     names = credentials.list_users(site_dir)
     try:
-        access = load(ctx, site_dir).camera_access
+        site = load(ctx, site_dir)
     except SiteError:
-        access = None  # the names alone still help while the site has a problem (deploy reports it)
-    for name in names:
-        if access is None:
+        site = None  # the names alone still help while the site has a problem (deploy reports it)
+    if site is None:
+        for name in names:
             console(ctx).info(name)
-        else:
-            cameras = access.get(name)
-            console(ctx).info(f"{name}\t{'all cameras' if cameras is None else ', '.join(cameras) or 'no camera'}")
+        return
+    for name in site.viewers:
+        cameras = site.camera_access.get(name)
+        emails = sorted(email for email, viewer in site.identities.items() if viewer == name)
+        how = ("password" if name in site.password_viewers else "") + (" and " if emails and name in site.password_viewers else "")
+        how += f"identity {', '.join(emails)}" if emails else ""
+        console(ctx).info(f"{name}\t{'all cameras' if cameras is None else ', '.join(cameras) or 'no camera'}\t{how}")
 
 
 @cli.command(short_help="Write every config file, as deploy installs them.", epilog=exit_codes(ExitStatus.ERROR, ExitStatus.INVALID_SITE))

@@ -28,11 +28,11 @@ def test_init_user_render_round_trip(tmp_path, monkeypatch, capsys):
     status, out, _ = run_cli(["render", site, "-o", str(tmp_path / "out")], monkeypatch, capsys)
     assert status == 0 and "rendered" in out
     assert (tmp_path / "out" / "pi1" / "etc" / "nginx" / "nginx.conf").is_file()
-    assert run_cli(["user", "list", site], monkeypatch, capsys)[1] == "alice\tall cameras\n"
+    assert run_cli(["user", "list", site], monkeypatch, capsys)[1] == "alice\tall cameras\tpassword\n"
     assert run_cli(["user", "add", site, "bob", "--password-stdin"], monkeypatch, capsys, "bob's password\n")[0] == 0
     site_yml = Path(site) / "site.yml"
     site_yml.write_text(site_yml.read_text() + "viewers:\n  bob: {cameras: [testcam]}\n")
-    assert run_cli(["user", "list", site], monkeypatch, capsys)[1] == "alice\tall cameras\nbob\ttestcam\n"
+    assert run_cli(["user", "list", site], monkeypatch, capsys)[1] == "alice\tall cameras\tpassword\nbob\ttestcam\tpassword\n"
 
 
 def test_init_refuses_to_overwrite(tmp_path, monkeypatch, capsys):

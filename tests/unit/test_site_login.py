@@ -112,3 +112,12 @@ def test_verify_says_at_once_when_it_cannot_log_in_with_a_password(tmp_path):
     off = site_with(tmp_path, {"oidc": OIDC, "password": False}, {"bob": {"emails": ["bob@example.org"]}})
     with pytest.raises(PiStreamError, match="password login off"):
         run_verify(load_site(off), VIEWER, "x", Console(show_progress=False))
+
+
+def test_user_list_says_how_each_viewer_logs_in(tmp_path, monkeypatch, capsys):
+    from tests.unit.test_cli import run_cli
+
+    directory = site_with(tmp_path, {"oidc": OIDC}, {"bob": {"emails": ["bob@example.org"], "cameras": ["door"]},
+                                                     VIEWER: {"emails": ["alice@example.org"], "cameras": ["garden"]}})
+    status, out = run_cli(["user", "list", str(directory)], monkeypatch, capsys)[:2]
+    assert out.splitlines() == [f"{VIEWER}\tgarden\tpassword and identity alice@example.org", "bob\tdoor\tidentity bob@example.org"]
