@@ -155,6 +155,12 @@ def print_urls(site: Site, console: Console, hosts: tuple[Host, ...] | None = No
     for host, url in urls:
         where = "viewers away from home" if site.is_relay(host) else "on the Pi's network"
         console.info(f"  {url.ljust(width)}  ({host}, {where})")
+    if site.login.oidc is not None:
+        # The provider sends browsers back only to addresses registered for the client: a missing one is the
+        # provider's error page ("redirect_uri mismatch"), not ours, so say which ones at the moment they are needed.
+        console.info(f"OpenID Connect: register these redirect URIs for client {site.login.oidc.client_id} at {site.login.oidc.issuer}:")
+        for _, url in urls:
+            console.info(f"  {url}auth/oidc/callback")
 
 
 def budget_notes(site: Site) -> list[str]:

@@ -121,3 +121,15 @@ def test_user_list_says_how_each_viewer_logs_in(tmp_path, monkeypatch, capsys):
                                                      VIEWER: {"emails": ["alice@example.org"], "cameras": ["garden"]}})
     status, out = run_cli(["user", "list", str(directory)], monkeypatch, capsys)[:2]
     assert out.splitlines() == [f"{VIEWER}\tgarden\tpassword and identity alice@example.org", "bob\tdoor\tidentity bob@example.org"]
+
+
+def test_deploy_and_verify_name_the_redirect_uris_to_register(tmp_path):
+    from pi_stream.workflows import print_urls
+
+    site = load_site(site_with(tmp_path, {"oidc": OIDC}, {"bob": {"emails": ["bob@example.org"]}}))
+    lines = []
+    console = Console(show_progress=False)
+    console.info = lines.append
+    print_urls(site, console)
+    assert lines[-2:] == ["OpenID Connect: register these redirect URIs for client pi-stream at https://id.example.org:",
+                          "  https://192.0.2.10/auth/oidc/callback"]
