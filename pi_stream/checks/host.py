@@ -71,6 +71,14 @@ def encoder_choice(remote) -> tuple[bool, str]:
     return encoder != "?", f"{encoder} ({kind})"
 
 
+def identity_providers(remote) -> tuple[bool, str]:
+    """The identity providers of site.yml login: answer this host as a sign-in needs them to (discovery, signing keys,
+    through the site's CA): the login service's own code fetches them, so this is what a login would meet."""
+    out = remote.run("%s %s providers", DEFAULT_PATHS["python3"], DEFAULT_PATHS["auth_service"])
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    return out.rc == 0, "; ".join(lines)[-400:] or f"exit {out.rc}, nothing said"
+
+
 def security_updates(remote, site: Site) -> tuple[bool, str]:
     """unattended-upgrades doing its job: scheduled, and nothing left pending after a run that saw it (pi_stream.updates)."""
     verdict = judge(read_report(remote), site.updates)

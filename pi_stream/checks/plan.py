@@ -18,6 +18,7 @@ from pi_stream.checks.host import (
     files_match,
     firewall_loaded,
     hls_on_tmpfs,
+    identity_providers,
     jail_active,
     listening,
     reachable,
@@ -38,6 +39,7 @@ HOST, WEB, CAMERAS = "host", "web", "cameras"  # the test modules: pi_stream/che
 SSH = "ssh reachable"
 FILES = "deployed files = rendered bundle"
 TLS = "TLS certificate served"
+IDENTITY = "identity providers answer"
 PI_SERVICES = ("nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket", "pi-stream-capture", "pi-stream-retention.timer")
 RELAY_SITE_PI_SERVICES = ("wg-quick@pistream", "pi-stream-relay")
 RELAY_SERVICES = ("nginx", "fail2ban", "pi-stream-firewall", "pi-stream-auth.socket", "wg-quick@pistream")
@@ -95,6 +97,7 @@ def pi_plan(site: Site, host: Host, user: str) -> list[Step]:
         Step("firewall table loaded", HOST, on_remote(firewall_loaded)),
         *[Step(f"fail2ban jail {jail}", HOST, on_remote(jail_active, jail)) for jail in JAILS],
         Step("H.264 encoder", HOST, on_remote(encoder_choice)),
+        *identity_steps(site),
     ]
     if site.relays:
         steps += [
@@ -145,6 +148,7 @@ def relay_plan(site: Site, relay: Host, user: str) -> list[Step]:
         Step("firewall table loaded", HOST, on_remote(firewall_loaded)),
         *[Step(f"fail2ban jail {jail}", HOST, on_remote(jail_active, jail)) for jail in JAILS],
         Step("tunnel to every Pi", HOST, on_remote(tunnel_handshakes, site, site.hosts)),
+        *identity_steps(site),
     ]
     steps += tls_steps(site)
     steps += [
@@ -159,6 +163,11 @@ def relay_plan(site: Site, relay: Host, user: str) -> list[Step]:
             Step(f"{camera.name}: segment decodes as H.264", CAMERAS, when_in_use(decodes(camera)), needs=needs),
         ]
     return steps
+
+
+def identity_steps(site: Site) -> list[Step]:
+    """With identity logins (site.yml login.oidc / login.proxy): the providers answer this host."""
+    return [Step(IDENTITY, HOST, on_remote(identity_providers))] if site.login.identity else []
 
 
 def tls_steps(site: Site) -> list[Step]:

@@ -810,3 +810,19 @@ def test_a_provider_down_keeps_the_keys_it_published_and_is_asked_again_later(au
     clock.now += 11
     assert identity.proxy_viewer(token, ("alice",))[1] == "alice"
     assert rotating.hits["/cdn-cgi/access/certs"] == 3
+
+
+# ---- `providers`: what verify asks of each host ---------------------------------------------------------
+
+
+def test_providers_fetches_what_a_login_needs_and_names_what_fails(service, tmp_path, hand_made, tls, mock_provider):
+    said = service.tool("providers").splitlines()
+    assert said[0].startswith(f"OpenID Connect {mock_provider.url}: 1 signing key(s) at {mock_provider.url}/")
+    assert said[1] == f"proxy {hand_made.url}: 2 signing key(s) at {hand_made.url}/cdn-cgi/access/certs"
+    # The same providers without the site's CA: the host would refuse their certificates, and says so, failing.
+    access = {**with_providers(mock_provider, hand_made, tls)}
+    del access["ca_file"]
+    untrusted = Service(tmp_path, access)
+    result = subprocess.run(untrusted.argv("providers"), capture_output=True, text=True, timeout=60, env=clean_environment())
+    assert result.returncode == 1, result.stdout
+    assert "certificate" in result.stdout.lower() and result.stdout.count("\n") == 2, result.stdout

@@ -49,6 +49,7 @@ Subcommands:
   serve       the login service (systemd socket activation, or --listen for tests)
   nginx-map   print the nginx map of token keys (root only: it holds secrets)
   link        print a player URL (VLC, ffplay) for USER and CAMERA
+  providers   fetch each identity provider's discovery document and keys from this host (verify runs it)
 
 Runs on Debian's python3 (3.11+) with python3-bcrypt; identity logins need
 python3-jwt and python3-cryptography too (imported only when a site has them).
@@ -1261,6 +1262,33 @@ def load_config(args: argparse.Namespace) -> Config:
     return Config.load(args.config, viewers, key, oidc_secret)
 
 
+def check_providers(config: Config) -> int:
+    """Fetch what a login would (the discovery document, the signing keys), from this host, with its CA and network:
+    `pi-stream verify` runs this, so a wrong issuer, audience host or CA shows at deploy time, not at a family
+    member's first sign-in. One line per provider; 1 when one fails."""
+    identity = IdentityLogins(config)
+    if not identity.enabled:
+        print("no identity logins on this site")
+        return 0
+    failed = False
+    ways = [("OpenID Connect", config.oidc.issuer, "")] if config.oidc else []
+    ways += [("proxy", config.proxy.issuer, config.proxy.jwks_uri)] if config.proxy else []
+    for label, issuer, jwks_uri in ways:
+        try:
+            if label == "OpenID Connect" or not jwks_uri:
+                document = identity.discovery(issuer)
+                if label == "OpenID Connect":
+                    identity.endpoint(document, "authorization_endpoint")
+                    identity.endpoint(document, "token_endpoint")
+                jwks_uri = identity.endpoint(document, "jwks_uri")
+            keys = identity.documents.get(jwks_uri, parse_key_set)
+            print(f"{label} {issuer}: {len(keys)} signing key(s) at {jwks_uri}")
+        except ProviderFailed as error:
+            print(f"{label} {issuer}: {error}")
+            failed = True
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pi_stream_auth.py", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -1272,6 +1300,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve")
     serve.add_argument("--listen", help="a socket path or HOST:PORT instead of systemd's socket (tests)")
     sub.add_parser("nginx-map")
+    sub.add_parser("providers", help="fetch each identity provider's keys as a login would (exit 1 when one fails)")
     link = sub.add_parser("link")
     link.add_argument("user")
     link.add_argument("camera")
@@ -1283,6 +1312,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "nginx-map":
         sys.stdout.write(config.nginx_map())
         return 0
+    if args.command == "providers":
+        return check_providers(config)
     if args.command == "link":
         if args.camera not in config.access.get(args.user, ()):
             print(f"{args.user!r} may not watch {args.camera!r} (or is not a viewer)", file=sys.stderr)
