@@ -13,11 +13,14 @@ import select
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.identity_provider import MockProvider, SigningKeys, Tls, access_claims, local_session
 
 
 @contextlib.contextmanager
@@ -79,6 +82,73 @@ def run_in(client, *argv: str, input: str = "", timeout: float = 180) -> subproc
     The child gets a stdin of its own, an empty pipe at least (pi_stream/proc.py says why)."""
     return subprocess.run([*client.exec_prefix, *argv], input=input, capture_output=True, text=True, timeout=timeout, check=True,
                           cwd=REPO)
+
+
+IDP_PORT = 9400
+IDP_READY_SECONDS = 60
+
+
+@dataclass
+class LabIdentityProvider:
+    """tests/identity_provider.py running in a lab's client namespace: its issuer URL, its test CA, and the key the
+    tests sign Cloudflare-style assertions with (published at /cdn-cgi/access/certs through DIR/jwks.json)."""
+
+    address: str
+    url: str  # the issuer: https://ADDR:PORT
+    directory: Path
+    ca_file: Path
+    keys: SigningKeys
+    mock: MockProvider  # oidc-provider-mock's user API and login form, from this process
+
+    @property
+    def team_domain(self) -> str:
+        return self.url.removeprefix("https://")
+
+    def assertion(self, email: str, keys: SigningKeys | None = None, **claims) -> str:
+        """A Cf-Access-Jwt-Assertion for `email`, valid for five minutes, signed with the published key unless `keys`."""
+        return (keys or self.keys).sign(access_claims(self.url, email=email, **claims))
+
+
+@contextlib.contextmanager
+def identity_provider_beside(lab_state, directory: Path, name: str = "idp"):
+    """The identity provider (oidc-provider-mock over TLS, and Cloudflare Access's key path) in a client namespace of
+    its own on the lab bridge, where the lab's hosts reach it: started, waited for (DIR/ready, bounded), stopped."""
+    from pi_stream import lab
+
+    keys = SigningKeys.rsa(f"{lab_state.name}-access-key")
+    (directory / "jwks.json").write_text(json.dumps({"keys": [keys.jwk()]}), encoding="utf-8")
+    errors = directory / "stderr.log"
+    with lab.client_namespace(lab_state, name) as client, errors.open("w") as stderr:
+        process = subprocess.Popen(
+            [*client.exec_prefix, sys.executable, "-m", "tests.identity_provider", "--address", client.address,
+             "--port", str(IDP_PORT), "--directory", str(directory)],
+            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + IDP_READY_SECONDS
+            while not (directory / "ready").exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the identity provider did not start (exit {process.poll()}): "
+                                f"{errors.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+            # The hosts dial the provider, never the other way round. On a lab kept between runs (PI_STREAM_KEEP_LAB=1)
+            # a host may still hold this address's ARP entry from an earlier run's namespace, with another MAC: its first
+            # connection then waits out a failed unicast probe, longer than the login service's 10 s timeout (seen: a
+            # 502 "cannot be reached"). A ping from here to each host hands it the current MAC with the ARP request (a
+            # ping: the hosts' firewalls let ICMP in and no service logs it, so no jail counts it).
+            for host in lab_state.hosts:
+                subprocess.run([*client.exec_prefix, "ping", "-c", "1", "-W", "5", host.address], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=30, check=True)
+            url = (directory / "ready").read_text(encoding="utf-8").strip()
+            ca_file = directory / "identity-ca.pem"
+            yield LabIdentityProvider(client.address, url, directory, ca_file, keys, MockProvider(url, None, local_session(Tls(ca_file, None))))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 @dataclass
