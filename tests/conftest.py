@@ -29,14 +29,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # runs each group on one worker (pytest_xdist_make_scheduler below), handing groups out in this
 # order: the long labs start at once and the short groups, then the fast modules, fill in behind
 # them. The suite's time is its busiest worker's, so the order is what makes the workers pay.
-# Modules that share a lab share a group (the farm: tests/lab/farm, test_appliance and
-# test_viewer_auth); every other module is a group of its own, so a module-scoped server or
+# Modules that share a lab share a group (the farm: tests/lab/farm, test_appliance, test_identity
+# and test_viewer_auth, in this order); every other module is a group of its own, so a module-scoped server or
 # lab is set up once, on one worker.
 LAB_GROUPS = {
     "test_webrtc": "rtctest",
     "test_relay": "relaytest",
     "test_source_build": "srctest",
     "test_appliance": "farm",
+    "test_identity": "farm",
     "test_viewer_auth": "farm",
     "test_nvr": "nvrtest",
     "test_dvr_proxy": "dvrtest",

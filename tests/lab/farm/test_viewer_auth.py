@@ -7,7 +7,6 @@ password goes to curl on stdin, never in its argv.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import subprocess
@@ -28,53 +27,14 @@ from pi_stream.site import load_site
 from pi_stream.verify import Http
 from pi_stream.workflows import run_deploy
 from tests.lab.conftest import ssh
-from tests.lab.farm.conftest import LIMITED_PASSWORD, LIMITED_VIEWER
+from tests.lab.farm.conftest import LIMITED_PASSWORD, LIMITED_VIEWER, Curl, banned, namespace_curl, oidc_client_secret
 
 AUTH_SCRIPT = "/usr/local/lib/pi-stream/pi_stream_auth.py"
-
-
-class Curl:
-    """curl in a client namespace, with its own cookie jar."""
-
-    def __init__(self, client, base: str, jar: Path) -> None:
-        self.client, self.base, self.jar = client, base, jar
-
-    def request(self, path: str, *extra: str, body: dict | None = None) -> tuple[int, str]:
-        argv = [*self.client.exec_prefix, "curl", "-sk", "--max-time", "5", "-c", str(self.jar), "-b", str(self.jar),
-                "-w", "\n%{http_code}", *extra]
-        if body is not None:
-            argv += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
-        result = subprocess.run([*argv, f"{self.base}{path}"], input=json.dumps(body) if body is not None else None,
-                                capture_output=True, text=True, timeout=30, check=False)
-        text, _, code = result.stdout.rpartition("\n")
-        return int(code) if code.isdigit() else 0, text
-
-    def login(self, user: str, password: str) -> tuple[int, str]:
-        return self.request("/auth/login", body={"user": user, "password": password})
-
-    def media_token(self, camera: str) -> str:
-        for line in self.jar.read_text().splitlines():
-            fields = line.split("\t")
-            if len(fields) == 7 and fields[2] == f"/hls/{camera}/" and fields[5] == "pi_stream_media":
-                return fields[6]
-        raise AssertionError(f"no media cookie for {camera} in the jar")
 
 
 @pytest.fixture
 def pi1_url(lab_env) -> str:
     return f"https://{lab_env.hosts[0].address}"
-
-
-@contextlib.contextmanager
-def namespace_curl(lab_env, name: str, base: str, tmp_path: Path):
-    from pi_stream import lab
-
-    with lab.client_namespace(lab_env, name) as client:
-        yield Curl(client, base, tmp_path / f"{name}.jar"), client
-
-
-def banned(lab_env, jail: str, address: str) -> bool:
-    return address in ssh(lab_env, "pi1", "fail2ban-client", "status", jail).stdout
 
 
 def wait_for_ban(curl: Curl, action, seconds: float) -> bool:
@@ -179,9 +139,10 @@ def test_no_secret_in_the_bundle_ansible_output_or_readable_files(first_deploy, 
     key = ssh(lab_env, "pi1", "cat", "/etc/pi-stream/auth/token.key").stdout.strip()
     token_keys = ssh(lab_env, "pi1", "cat", "/etc/pi-stream/auth/nginx-token-keys.conf").stdout
     derived = [line.split('"')[3] for line in token_keys.splitlines() if line.strip().startswith('"')]
-    assert len(key) == 64 and len(derived) == 3  # alice: barn, yard; bob: barn
+    assert len(key) == 64 and len(derived) == 6  # alice: barn, yard; bob: barn; ann: barn; erin: barn, yard
     hashes = list(credentials.read_htpasswd(credentials.viewers_path(site_dir)).values())
-    secrets = [key, *derived, *hashes, viewer[1], LIMITED_PASSWORD]
+    client_secret = oidc_client_secret(site_dir)
+    secrets = [key, *derived, *hashes, viewer[1], LIMITED_PASSWORD, client_secret]
     written = [p for p in (site_dir / ".pi-stream").rglob("*") if p.is_file()]
     assert any("runs" in p.parts for p in written) and any("bundle" in p.parts for p in written)
     for path in written:
@@ -190,10 +151,20 @@ def test_no_secret_in_the_bundle_ansible_output_or_readable_files(first_deploy, 
         assert not leaked, f"{path} holds a secret: {leaked}"
     # One string: ssh hands the command to the remote shell, which would split the format.
     modes = ssh(lab_env, "pi1", "stat -c '%n %a %U' /etc/pi-stream/auth/token.key /etc/pi-stream/auth/viewers"
-                " /etc/pi-stream/auth/nginx-token-keys.conf").stdout
-    assert all(line.endswith(" 600 root") for line in modes.splitlines()), modes
+                " /etc/pi-stream/auth/nginx-token-keys.conf /etc/pi-stream/auth/oidc-client-secret").stdout
+    assert len(modes.splitlines()) == 4 and all(line.endswith(" 600 root") for line in modes.splitlines()), modes
     assert ssh(lab_env, "pi1", "test", "-e", "/etc/nginx/pi-stream/viewers.htpasswd").returncode == 1
-
+    # The OIDC client secret wherever it is on the Pi (its file, a log, a left-over temporary file): each holder
+    # root's and readable by root alone, but for the login service's own credential (systemd's LoadCredential=,
+    # readable by the service's dynamic user alone). The pattern comes from the Pi's own file.
+    holders = ssh(lab_env, "pi1", "grep -rlsF -f /etc/pi-stream/auth/oidc-client-secret /etc /var /run /root /home /tmp /usr/local /srv /opt"
+                  " | xargs -r stat -c '%a %u %n'", timeout=120).stdout.splitlines()
+    service_uid = ssh(lab_env, "pi1", "ps -o uid= -p $(systemctl show -p MainPID --value pi-stream-auth)").stdout.strip()
+    assert service_uid.isdigit() and service_uid != "0", service_uid
+    credential = f"400 {service_uid} /run/credentials/pi-stream-auth.service/oidc-client-secret"
+    assert "600 0 /etc/pi-stream/auth/oidc-client-secret" in holders and credential in holders, holders
+    readable = [line for line in holders if line != credential and not (line.split()[0] in ("600", "400") and line.split()[1] == "0")]
+    assert not readable, f"the OIDC client secret is readable by others than root: {readable}"
 
 RETIRED_WEB_FILES = ("/var/www/pi-stream/static/retired.js", "/var/www/pi-stream/old-pages/index.html")
 
@@ -211,7 +182,8 @@ def test_removed_viewer_loses_access_at_the_next_deploy(first_deploy, lab_env, p
         credentials.remove_user(site_dir, LIMITED_VIEWER)
         site_yml = site_dir / "site.yml"
         data = yaml.safe_load(site_yml.read_text())
-        del data["viewers"]
+        # bob's entry only: the viewers who log in by identity (test_identity) stay, and login.oidc with them.
+        del data["viewers"][LIMITED_VIEWER]
         site_yml.write_text(yaml.safe_dump(data, sort_keys=False))
         result = run_deploy(load_site(site_dir), Console(show_progress=False))
         assert result.status == ExitStatus.OK, result.failures
