@@ -8,6 +8,16 @@
       a relay's route to a Pi (relay.admins): PATH before and after the relay's own login at
       /_pi_stream/auth/login, then, if given, the Pi's own login through it and PI_PATH;
       prints {"before", "location", "gate", "after", "page", "pi_login", "pi_path"} as JSON
+  python -m tests.lab.relay_client proxy URL ASSERTION [CAMERA]
+      an identity-aware proxy's login, as Cloudflare Access forwards one: POST URL's /auth/proxy with the
+      signed assertion in Cf-Access-Jwt-Assertion; then, if given, CAMERA's playlist and newest segment with
+      the cookies it set; prints {"status", "user", "cameras", "cookies": {"NAME PATH": VALUE}, "playlist",
+      "segment", "segment_bytes"} as JSON
+  python -m tests.lab.relay_client proxy-route URL ASSERTION PATH
+      a relay's route to a Pi (relay.admins) by identity: PATH before and after the relay's own proxy login
+      at /_pi_stream/auth/proxy; prints {"before", "location", "gate", "after", "page", "cookies": [NAME...]} as JSON
+  python -m tests.lab.relay_client fetch URL PATH [NAME=VALUE ...]
+      prints the status of GET URL's PATH with those cookies alone (a kept cookie, tried again later)
   python -m tests.lab.relay_client pull URL USER PASSWORD CAMERA VIEWERS SECONDS
       logs in, takes a player link, then VIEWERS players fetch its playlist and every
       new segment, as hls.js does, for SECONDS; prints {"viewers", "bytes", "segments"} as JSON
@@ -31,6 +41,7 @@ from pi_stream.verify import Http
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 MAX_SECONDS = 120
+ASSERTION_HEADER = "Cf-Access-Jwt-Assertion"
 
 
 def session() -> requests.Session:
@@ -49,6 +60,21 @@ def reach(url: str) -> str:
 
 def login(http: requests.Session, url: str, user: str, password: str, path: str = "/auth/login") -> int:
     return http.post(urllib.parse.urljoin(url, path), json={"user": user, "password": password}, timeout=15).status_code
+
+
+def proxy_login(http: requests.Session, url: str, assertion: str, path: str = "/auth/proxy") -> requests.Response:
+    return http.post(urllib.parse.urljoin(url, path), json={}, headers={ASSERTION_HEADER: assertion}, timeout=15)
+
+
+def playlist_and_segment(http: requests.Session, url: str, camera: str) -> dict:
+    """The camera's playlist, then its newest segment, with the session's cookies: what a player fetches first."""
+    playlist = http.get(urllib.parse.urljoin(url, f"/hls/{camera}/index.m3u8"), timeout=15)
+    seen = {"playlist": playlist.status_code, "segment": 0, "segment_bytes": 0}
+    segments = [line for line in playlist.text.splitlines() if line and not line.startswith("#")] if playlist.ok else []
+    if segments:
+        segment = http.get(urllib.parse.urljoin(playlist.url, segments[-1]), timeout=15)
+        seen.update(segment=segment.status_code, segment_bytes=len(segment.content))
+    return seen
 
 
 def player_link(http: requests.Session, url: str, camera: str) -> str:
@@ -100,6 +126,29 @@ def main(argv: list[str]) -> int:
             result["pi_login"] = login(http, url, pi_user, pi_password)
             result["pi_path"] = http.get(urllib.parse.urljoin(url, pi_path), timeout=15).text[:4000]
         print(json.dumps(result))
+        return 0
+    if command == "proxy":
+        url, assertion, *camera = args
+        answer = proxy_login(http, url, assertion)
+        body = answer.json() if answer.headers.get("Content-Type", "").startswith("application/json") else {}
+        result = {"status": answer.status_code, "user": body.get("user", ""), "cameras": [c["name"] for c in body.get("cameras", [])],
+                  "cookies": {f"{c.name} {c.path}": c.value for c in http.cookies}}
+        if camera and answer.ok:
+            result.update(playlist_and_segment(http, url, camera[0]))
+        print(json.dumps(result))
+        return 0
+    if command == "proxy-route":
+        url, assertion, path = args
+        before = http.get(urllib.parse.urljoin(url, path), allow_redirects=False, timeout=15)
+        gate = proxy_login(http, url, assertion, "/_pi_stream/auth/proxy")
+        after = http.get(urllib.parse.urljoin(url, path), allow_redirects=False, timeout=15)
+        print(json.dumps({"before": before.status_code, "location": before.headers.get("Location", ""), "gate": gate.status_code,
+                          "after": after.status_code, "page": after.text[:4000], "cookies": sorted(c.name for c in http.cookies)}))
+        return 0
+    if command == "fetch":
+        url, path, *cookies = args
+        jar = dict(cookie.split("=", 1) for cookie in cookies)
+        print(http.get(urllib.parse.urljoin(url, path), cookies=jar, allow_redirects=False, timeout=15).status_code)
         return 0
     if command == "pull":
         url, user, password, camera, viewers, seconds = args

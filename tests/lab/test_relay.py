@@ -9,6 +9,11 @@ only, and the Pi's WireGuard link to them is the one way in. "Gone" is the same
 tool on one host's port (lab.network_gone): a relay whose VPS went dark, or a
 Pi whose uplink dropped, with no goodbye on any connection.
 
+Viewers also log in by identity here (issue 25), with no deploy of their own: the site sits behind an
+identity-aware proxy (login.proxy, Cloudflare Access's kind) from its first deploy. The proxy's key server
+(tests/identity_provider.py) runs in a client namespace of this lab that the relays reach; the tests sign the
+assertions Cloudflare would forward. dora has only an email (no password) and is one of relay.admins.
+
 The tests run in order, each from the state the previous one left.
 """
 
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pi_stream import credentials
 from pi_stream.console import Console
@@ -36,7 +42,8 @@ from pi_stream.site import load_site
 from pi_stream.verify import verify_site
 from pi_stream.workflows import run_deploy
 from tests.conftest import VIEWER, VIEWER_PASSWORD, wait_until, write_site
-from tests.lab.conftest import REPO, booted_lab, remote_browser, run_in, ssh
+from tests.identity_provider import AUDIENCE
+from tests.lab.conftest import REPO, booted_lab, identity_provider_beside, remote_browser, run_in, ssh
 from tests.lab.relays import agent_state, on, playing_through, pushes, tx_bytes, url_of
 
 LAB = "relaytest"
@@ -51,6 +58,9 @@ RESUME_BOUND_SECONDS = 45
 LOGIN_LIMIT_SECONDS = 6.5
 PI_OFFLINE_SECONDS = 60
 DVR_USER, DVR_PASSWORD, DVR_PORT = "admin", "dvr-password", 9443
+# A viewer who logs in by identity alone (behind the identity-aware proxy), and is one of the relays' admins.
+DORA, DORA_EMAIL, DORA_LATER_EMAIL = "dora", "dora@example.org", "dora@elsewhere.example"
+AUTH_LOG = "/var/log/pi-stream/auth.log"
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +82,27 @@ def dvr(relay_lab, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def site_dir(relay_lab, dvr, tmp_path_factory) -> Path:
+def identity_provider(relay_lab, tmp_path_factory):
+    """The identity-aware proxy's key server (Cloudflare Access's /cdn-cgi/access/certs) on the lab bridge."""
+    with identity_provider_beside(relay_lab, tmp_path_factory.mktemp("identity-provider")) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def site_dir(relay_lab, dvr, identity_provider, tmp_path_factory) -> Path:
     site = {
         "name": "cabin",
         "topology": "relay",
-        "relay": {"relays": [{"host": RELAY1}, {"host": RELAY2}], "failback_seconds": FAILBACK_SECONDS, "admins": [VIEWER]},
+        "relay": {"relays": [{"host": RELAY1}, {"host": RELAY2}], "failback_seconds": FAILBACK_SECONDS, "admins": [VIEWER, DORA]},
         "cameras": [{"name": CAMERA, "source": {"type": "testsrc"}, "width": 320, "height": 180, "fps": 15, "bitrate_kbps": 400}],
         # Behind the Pi on its second port, published on a port of its own: the relays route their admins to it.
         "dvr_proxy": {"barn": {"host": dvr.address, "https_port": DVR_PORT}},
+        "viewers": {DORA: {"emails": [DORA_EMAIL]}},
+        "login": {"proxy": {"type": "cloudflare_access", "team_domain": identity_provider.team_domain, "audience": AUDIENCE},
+                  "ca_file": "identity-ca.pem"},
     }
-    directory = write_site(tmp_path_factory.mktemp("relay") / "cabin", site)
+    directory = write_site(tmp_path_factory.mktemp("relay") / "cabin", site,
+                           files={"identity-ca.pem": identity_provider.ca_file.read_text(encoding="utf-8")})
     # The keys come from the hosts themselves: none may be there before the first deploy.
     shutil.rmtree(directory / ".pi-stream" / "wireguard")
     credentials.add_user(directory, CAROL, CAROL_PASSWORD)
@@ -117,7 +138,10 @@ class RemoteViewer:
 
 
 def client_says(remote, *args: str, timeout: float = 180) -> str:
-    return remote.run(sys.executable, "-m", "tests.lab.relay_client", *args, timeout=timeout).stdout.strip()
+    try:
+        return remote.run(sys.executable, "-m", "tests.lab.relay_client", *args, timeout=timeout).stdout.strip()
+    except subprocess.CalledProcessError as error:  # say why: relay_client's traceback, not only its exit status
+        raise AssertionError(f"relay_client {args[0]} failed ({error.returncode}): {error.stderr[-3000:]}") from None
 
 
 def test_keys_are_made_on_each_host_and_a_rerun_changes_nothing(first_deploy, relay_lab, site_dir):
@@ -263,6 +287,91 @@ def test_an_admin_reaches_the_pis_status_page_and_dvr_through_the_relay_behind_i
     assert "<title>Fake DVR</title>" in through["page"], through["page"][:200]
 
 
+def refusals_logged(relay_lab, host: str, address: str) -> int:
+    """The auth log's login-failed lines for `address` on `host` (what its pi-stream-auth jail counts)."""
+    line = f"login-failed client={address} status=401"
+    return int(ssh(relay_lab, host, f"grep -cF '{line}' {AUTH_LOG}").stdout.strip() or 0)
+
+
+def proxy_login(viewer, url: str, assertion: str, *camera: str) -> dict:
+    """relay_client's proxy login from `viewer`'s namespace, tried again while nginx's login limit answers 429 (the
+    remote viewer has logged in at the relays many times by now); bounded."""
+    for _ in range(8):
+        seen = json.loads(client_says(viewer, "proxy", url, assertion, *camera))
+        if seen["status"] != 429:
+            return seen
+        time.sleep(LOGIN_LIMIT_SECONDS)
+    raise AssertionError(f"proxy login at {url}: still 429 after 8 tries")
+
+
+def password_login(viewer, url: str, user: str, password: str) -> str:
+    """relay_client's password login, tried again on 429 like proxy_login."""
+    for _ in range(8):
+        status = client_says(viewer, "login", url, user, password)
+        if status != "429":
+            return status
+        time.sleep(LOGIN_LIMIT_SECONDS)
+    raise AssertionError(f"login at {url}: still 429 after 8 tries")
+
+
+def cookie(seen: dict, kind: str, path: str) -> str:
+    """A cookie relay_client's proxy login set: the relay's KIND cookie (session, media) on PATH."""
+    found = [value for key, value in seen["cookies"].items() if key == f"pi_stream_relay_{kind} {path}"]
+    assert len(found) == 1, seen["cookies"]
+    return found[0]
+
+
+def test_a_viewer_logs_in_by_identity_at_each_relay_and_watches_there(remote, relay_lab, identity_provider):
+    """dora, who has no password, behind the identity-aware proxy: the assertion Cloudflare would forward logs her in
+    at either relay, and the cookies it sets open the camera there (the relay in use has its picture)."""
+    active = agent_state(relay_lab)["active"]
+    assertion = identity_provider.assertion(DORA_EMAIL)
+    for host in (RELAY1, RELAY2):
+        url = url_of(relay_lab, host) + "/"
+        seen = proxy_login(remote, url, assertion, CAMERA)
+        assert (seen["status"], seen["user"], seen["cameras"]) == (200, DORA, [CAMERA]), (host, seen)
+        if host == active:
+            assert (seen["playlist"], seen["segment"]) == (200, 200) and seen["segment_bytes"] > 1000, (host, seen)
+        # Her media cookie alone, and none: the relay's own check (secure_link) lets hers through and nobody else.
+        media = cookie(seen, "media", f"/hls/{CAMERA}/")
+        playlist = f"/hls/{CAMERA}/index.m3u8"
+        with_cookie = client_says(remote, "fetch", url, playlist, f"pi_stream_relay_media={media}")
+        expected = {"200"} if host == active else {"200", "404"}  # the standby relay may have no stream to serve
+        print(f"{host} ({'in use' if host == active else 'standby'}): dora's media cookie alone gets {with_cookie}")
+        assert with_cookie in expected, (host, with_cookie)
+        assert client_says(remote, "fetch", url, playlist) == "401", host
+
+
+def test_an_assertion_for_another_audience_is_refused_and_logged_at_the_relay(first_deploy, relay_lab, identity_provider):
+    """A token the proxy signed for another Access application: 401, and a line in that relay's auth log for its jail.
+    From a client of its own, so the remote viewer's failure count at the relay stays as the later tests expect."""
+    from pi_stream import lab
+
+    foreign = identity_provider.assertion(DORA_EMAIL, aud=["another-application"])
+    with lab.client_namespace(relay_lab, "other-app") as client:
+        other = RemoteViewer(client.exec_prefix, client.address, functools.partial(run_in, client))
+        before = refusals_logged(relay_lab, RELAY2, client.address)
+        seen = proxy_login(other, url_of(relay_lab, RELAY2) + "/", foreign)
+        assert seen["status"] == 401 and not seen["cookies"], seen
+        wait_until(lambda: refusals_logged(relay_lab, RELAY2, client.address) == before + 1, "the refusal in relay 2's auth log",
+                   seconds=10)
+        assert refusals_logged(relay_lab, RELAY1, client.address) == 0, "logged where it happened, not elsewhere"
+
+
+def test_an_admin_passes_the_relays_admin_port_by_identity(remote, relay_lab, identity_provider):
+    """dora is one of relay.admins with no password: the proxy's assertion at the admin port's own login sets the
+    relay's cookie for the route, and the Pi's status page comes through it."""
+    admin_url = url_of(relay_lab, RELAY1) + ":8443/"
+    for _ in range(8):  # bounded: nginx's login limit covers the admin port's login too
+        seen = json.loads(client_says(remote, "proxy-route", admin_url, identity_provider.assertion(DORA_EMAIL), "/status.html"))
+        if seen["gate"] != 429:
+            break
+        time.sleep(LOGIN_LIMIT_SECONDS)
+    assert seen["before"] == 302 and seen["location"].endswith(":8443/_pi_stream/login.html"), seen
+    assert (seen["gate"], seen["after"]) == (200, 200) and "status.js" in seen["page"], seen
+    assert seen["cookies"] == ["pi_stream_relay_dvr"], seen
+
+
 def test_wrong_passwords_at_a_relay_are_banned_there(remote, relay_lab, site_dir):
     site = load_site(site_dir)
     relay2 = url_of(relay_lab, RELAY2) + "/"
@@ -306,12 +415,41 @@ def test_wrong_admin_passwords_at_a_relays_route_to_the_pi_are_banned_there(firs
             on(relay_lab, RELAY2, f"fail2ban-client set pi-stream-auth unbanip {guesser.address}")
 
 
-def test_a_viewer_removed_from_the_site_is_refused_on_the_pi_and_every_relay(remote, relay_lab, site_dir):
-    for host in (RELAY1, RELAY2):
-        assert client_says(remote, "login", url_of(relay_lab, host) + "/", CAROL, CAROL_PASSWORD) == "200", host
-    credentials.remove_user(site_dir, CAROL)
-    result = run_deploy(load_site(site_dir), Console(show_progress=False))
-    assert result.status == ExitStatus.OK, result.failures
-    for host in (RELAY1, RELAY2):
-        assert client_says(remote, "login", url_of(relay_lab, host) + "/", CAROL, CAROL_PASSWORD) == "401", host
+def test_a_viewer_removed_from_the_site_is_refused_on_the_pi_and_every_relay(remote, relay_lab, site_dir, identity_provider):
+    """carol's password goes, and dora's address: her viewer keeps only another one, and she is no admin any more.
+    One deploy; then dora's old session is refused at every relay, and so is the proxy's assertion for that address.
+    dora logs in from a laptop of her own: the remote viewer's login limit at relay 2 is spent by the guesses above."""
+    from pi_stream import lab
+
+    with lab.client_namespace(relay_lab, "doras-laptop") as client:
+        laptop = RemoteViewer(client.exec_prefix, client.address, functools.partial(run_in, client))
+        sessions = {}
+        for host in (RELAY1, RELAY2):
+            url = url_of(relay_lab, host) + "/"
+            assert password_login(remote, url, CAROL, CAROL_PASSWORD) == "200", host
+            seen = proxy_login(laptop, url, identity_provider.assertion(DORA_EMAIL))
+            assert seen["status"] == 200, (host, seen)
+            sessions[host] = cookie(seen, "session", "/auth/")
+            assert client_says(laptop, "fetch", url, "/auth/session", f"pi_stream_relay_session={sessions[host]}") == "200", host
+        credentials.remove_user(site_dir, CAROL)
+        site_yml = site_dir / "site.yml"
+        data = yaml.safe_load(site_yml.read_text())
+        # Another address, not no viewer: a site with login.proxy must name somebody it admits.
+        data["viewers"][DORA]["emails"] = [DORA_LATER_EMAIL]
+        data["relay"]["admins"].remove(DORA)
+        site_yml.write_text(yaml.safe_dump(data, sort_keys=False))
+        started = time.monotonic()
+        result = run_deploy(load_site(site_dir), Console(show_progress=False))
+        print(f"deploy removing carol and dora's address: {time.monotonic() - started:.0f} s")
+        assert result.status == ExitStatus.OK, result.failures
+        for host in (RELAY1, RELAY2):
+            url = url_of(relay_lab, host) + "/"
+            assert password_login(remote, url, CAROL, CAROL_PASSWORD) == "401", host
+            assert client_says(laptop, "fetch", url, "/auth/session", f"pi_stream_relay_session={sessions[host]}") == "403", host
+            assert proxy_login(laptop, url, identity_provider.assertion(DORA_EMAIL))["status"] == 401, host
+        # The address she kept still logs her in as a viewer, and no longer past the admin port.
+        assert proxy_login(laptop, url_of(relay_lab, RELAY1) + "/", identity_provider.assertion(DORA_LATER_EMAIL))["status"] == 200
+        admin = json.loads(client_says(laptop, "proxy-route", url_of(relay_lab, RELAY1) + ":8443/",
+                                       identity_provider.assertion(DORA_LATER_EMAIL), "/status.html"))
+        assert (admin["gate"], admin["after"]) == (401, 302), admin
     assert from_this_machine("login", url_of(relay_lab, PI) + "/", CAROL, CAROL_PASSWORD) == "401"
