@@ -80,6 +80,10 @@ class OidcLogin:
     callback: str  # the path and query the provider sent the browser back to
     state: str
 
+    @property
+    def answer(self) -> tuple[int, str]:
+        return self.status, self.page
+
 
 def oidc_login(curl: Curl, identity_provider, sub: str) -> OidcLogin:
     """The authorization code flow as a browser walks it: the Pi's start, the provider's form, the Pi's callback."""
@@ -174,24 +178,26 @@ def test_refused_identity_logins_are_logged_and_banned(first_deploy, lab_env, id
     _phone, ann_login = ann_phone
     assert ann_login.status == 200, "the replay below replays a login that worked"
     with namespace_curl(lab_env, "stranger", url_of(lab_env, 0), tmp_path) as (stranger, client):
+        # (what, the reason the service gives in its answer, the attempt: (status, answer))
         cases = [
-            ("an identity no viewer has", lambda: oidc_login(stranger, identity_provider, STRANGER_EMAIL).status),
-            ("a token for another audience",
-             lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL, aud=["another-application"]))[0]),
-            ("an expired token",
-             lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL, iat=now - 3600, nbf=now - 3600,
-                                                                       exp=now - 600))[0]),
-            ("a token signed by another key", lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL,
-                                                                                                       keys=impostor))[0]),
+            ("an identity no viewer has", "this identity is not a viewer here",
+             lambda: oidc_login(stranger, identity_provider, STRANGER_EMAIL).answer),
+            ("a token for another audience", "the token is for another audience",
+             lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL, aud=["another-application"]))),
+            ("an expired token", "the token has expired",
+             lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL, iat=now - 3600, nbf=now - 3600, exp=now - 600))),
+            ("a token signed by another key", "signature does not match",
+             lambda: proxy_login(stranger, identity_provider.assertion(ALL_CAMERAS_EMAIL, keys=impostor))),
             # ann's callback URL and her state cookie, sent again: the state is single use.
-            ("a replayed state", lambda: limited(lambda: stranger.request(ann_login.callback, "-b", f"pi_stream_oidc={ann_login.state}"),
-                                                 "the replayed callback")[0]),
+            ("a replayed state", "already used login state",
+             lambda: limited(lambda: stranger.request(ann_login.callback, "-b", f"pi_stream_oidc={ann_login.state}"), "the replayed callback")),
         ]
         assert len(cases) > maxretry
         try:
-            for number, (what, attempt) in enumerate(cases, start=1):
+            for number, (what, reason, attempt) in enumerate(cases, start=1):
                 before = refusals_logged(lab_env, client.address)
-                assert attempt() == 401, what
+                status, answer = attempt()
+                assert status == 401 and reason in answer, (what, status, answer[:500])
                 wait_until(lambda before=before: refusals_logged(lab_env, client.address) == before + 1, f"the auth log's line for {what}",
                            seconds=10)
                 if number == maxretry:
