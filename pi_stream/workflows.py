@@ -188,12 +188,14 @@ def print_check(console: Console):
 
 def check_password_login(site: Site, user: str) -> None:
     """verify logs in as a browser does with a password: a viewer who has one, on a site that takes them.
-    Said before any password is asked for."""
+    Said before any password is asked for. With password login off, verify logs in as nobody (user "")."""
+    if not site.login.password:
+        if user:
+            raise PiStreamError(f"verify cannot log in as {user!r}: this site has password login off (site.yml login.password: "
+                                "false); leave --user out to check everything but the cameras, or sign in on the page")
+        return
     if user not in site.viewers:
         raise PiStreamError(f"{user!r} is not a viewer of this site (viewers: {', '.join(site.viewers)})")
-    if not site.login.password:
-        raise PiStreamError("verify logs in with a password, and this site has password login off (site.yml login.password: false): "
-                            "turn it on for a viewer of verify's own, or sign in on the page to check by hand")
     if user not in site.password_viewers:
         others = ", ".join(site.password_viewers) or "none"
         raise PiStreamError(f"{user!r} logs in by identity only, and verify logs in with a password: pass --user with a viewer "
@@ -209,7 +211,11 @@ def run_verify(site: Site, user: str, password: str, console: Console) -> Verify
     check_password_login(site, user)
     hosts = (*site.hosts, *site.relays)
     check_logins(site, hosts, "nothing was verified")
-    console.progress(f"verifying {site.name} as viewer {user}")
+    if user:
+        console.progress(f"verifying {site.name} as viewer {user}")
+    else:
+        console.progress(f"verifying {site.name} without logging in: password login is off (login.password: false), so the "
+                         "cameras are not checked; sign in on the page to see them")
     bundle = render_site(site)
     try:
         result = verify_site(site, bundle, user, password, on_check=print_check(console))

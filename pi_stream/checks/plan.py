@@ -123,6 +123,8 @@ def pi_plan(site: Site, host: Host, user: str) -> list[Step]:
     ]
     steps += [Step(f"{camera.name}: playlist refused before login", WEB, refused_before_login(camera)) for camera in site.cameras_on(host.name)]
     steps += [Step(f"{name}: WebRTC signalling refused before login", WEB, signalling_refused(name)) for name in sorted(webrtc)]
+    if not user:  # password login off (site.yml login.password: false): nothing here can log in, so no camera is seen
+        return steps
     steps.append(Step(login_check(user), WEB, lambda c: log_in_as(c, site.cameras_for(user, host.name))))
 
     for camera in site.cameras_for(user, host.name):
@@ -151,8 +153,10 @@ def relay_plan(site: Site, relay: Host, user: str) -> list[Step]:
         *identity_steps(site),
     ]
     steps += tls_steps(site)
+    steps.append(Step("page served before login, naming no camera", WEB, lambda c: public_page(c.anonymous, c.url, site, c.host)))
+    if not user:  # password login off: see pi_plan
+        return steps
     steps += [
-        Step("page served before login, naming no camera", WEB, lambda c: public_page(c.anonymous, c.url, site, c.host)),
         Step(login_check(user), WEB, lambda c: log_in_as(c, site.cameras_for(user, relay.name))),
         Step("standby", CAMERAS, standby, needs=(SSH, login_check(user))),
     ]

@@ -114,6 +114,20 @@ def test_verify_says_at_once_when_it_cannot_log_in_with_a_password(tmp_path):
         run_verify(load_site(off), VIEWER, "x", Console(show_progress=False))
 
 
+def test_with_password_login_off_verify_checks_all_but_what_needs_a_login(tmp_path):
+    from pi_stream.checks.plan import IDENTITY, login_check
+    from pi_stream.checks.run import SiteRun
+
+    directory = site_with(tmp_path, {"oidc": OIDC, "password": False}, {"bob": {"emails": ["bob@example.org"]}})
+    [context] = SiteRun(load_site(directory), "", None).hosts()
+    names = [step.name for step in context.steps]
+    assert IDENTITY in names and "garden: playlist refused before login" in names
+    assert login_check("") not in names and not [name for name in names if "advancing" in name or "capture state" in name]
+    [with_password] = SiteRun(load_site(site_with(tmp_path / "on", {"oidc": OIDC}, {"bob": {"emails": ["bob@example.org"]}})),
+                              VIEWER, "x").hosts()
+    assert login_check(VIEWER) in [step.name for step in with_password.steps]
+
+
 def test_user_list_says_how_each_viewer_logs_in(tmp_path, monkeypatch, capsys):
     from tests.unit.test_cli import run_cli
 
