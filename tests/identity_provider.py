@@ -18,6 +18,7 @@ import datetime
 import io
 import ipaddress
 import json
+import os
 import signal
 import socket
 import ssl
@@ -56,6 +57,12 @@ def oidc_provider_app():
         import oidc_provider_mock
 
         return oidc_provider_mock.app()
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without proxy settings: urllib in a login service started with it would send its
+    provider requests through them, and the providers here are on this machine."""
+    return {name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")}
 
 
 def access_claims(issuer: str, **overrides) -> dict:

@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -40,6 +39,7 @@ from tests.conftest import wait_until
 from tests.configs.tree import UnixHTTPConnection, auth_tool_argv, load_auth_module
 
 from tests.identity_provider import (
+    clean_environment,
     ALICE,
     AUDIENCE,
     HandMadeProvider,
@@ -126,10 +126,6 @@ class Answer:
     def json(self):
         return json.loads(self.body)
 
-
-def clean_environment() -> dict[str, str]:
-    """This environment without proxy settings: urllib would send the service's provider requests through them."""
-    return {name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")}
 
 
 class Service:

@@ -13,7 +13,6 @@ one test does not spill into another. Nothing leaves loopback and nothing is loo
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,6 +39,7 @@ from tests.configs.tree import (
     running,
 )
 from tests.identity_provider import (
+    clean_environment,
     ALICE,
     AUDIENCE,
     HandMadeProvider,
@@ -66,10 +66,6 @@ LOGIN_FAILED = re.compile(r"\S+ login-failed client=(127\.0\.0\.\d+) status=401"
 # The mock's ID tokens come through authlib's deprecated get_jwt_config: the mock's business, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
-
-def clean_environment() -> dict[str, str]:
-    """This environment without proxy settings: urllib would send the service's provider requests through them."""
-    return {name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")}
 
 
 class IdentityAppliance(RootedAppliance):
