@@ -279,7 +279,7 @@ def host_context(site: Site, host: str, paths: Mapping[str, str], keys: Mapping[
         "ome": ome_context(site, host),
         "login": site.login,
         # The identity provider's CA (login.ca_file), installed as is: a public certificate, not a secret.
-        "identity_ca": site.login.ca_file.read_text(encoding="ascii", errors="replace") if site.login.ca_file else "",
+        "identity_ca": site.login.ca_pem,
     }
 
 

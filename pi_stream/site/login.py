@@ -57,6 +57,7 @@ class Login:
     oidc: Oidc | None = None
     proxy: IdentityProxy | None = None
     ca_file: Path | None = None  # a PEM CA trusted for the identity provider, besides the system's
+    ca_pem: str = ""  # its contents, read once here: every host's bundle installs them
 
     @property
     def identity(self) -> bool:
@@ -79,16 +80,17 @@ def parse_login(section: Fields, directory: Path, https: bool) -> Login:
     password = section.boolean("password", True)
     oidc = None if section.absent("oidc") else parse_oidc(section.sub("oidc"), directory, https)
     proxy = None if section.absent("proxy") else parse_proxy(section.sub("proxy"))
-    ca_file = None
+    ca_file, ca_pem = None, ""
     if not section.absent("ca_file"):
         ca_file = site_file(section, "ca_file", directory, secret=False)
-        if ca_file is not None and b"-----BEGIN CERTIFICATE-----" not in ca_file.read_bytes():
+        ca_pem = ca_file.read_text(encoding="ascii", errors="replace") if ca_file is not None else ""
+        if ca_file is not None and "-----BEGIN CERTIFICATE-----" not in ca_pem:
             section.error("ca_file", f"{ca_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-            ca_file = None
+            ca_file, ca_pem = None, ""
     if not password and oidc is None and proxy is None:
         section.error("password", "false leaves no way to log in: add login.oidc or login.proxy, or set password: true")
     section.done()
-    return Login(password=password, oidc=oidc, proxy=proxy, ca_file=ca_file)
+    return Login(password=password, oidc=oidc, proxy=proxy, ca_file=ca_file, ca_pem=ca_pem)
 
 
 def parse_oidc(section: Fields, directory: Path, https: bool) -> Oidc:
