@@ -128,8 +128,21 @@ def write_site(directory: Path, site: dict, hosts: dict | None = None, viewers: 
     return directory
 
 
-# Not a working CA: the site model only checks that the file is PEM; tests that need one make a real one.
-PLACEHOLDER_CA = "-----BEGIN CERTIFICATE-----\nMIIBplaceholder\n-----END CERTIFICATE-----\n"
+# A real CA certificate (its key thrown away): the site model checks that login.ca_file loads as one. Tests that
+# need a CA that signs something make their own (tests/identity_provider.py).
+PLACEHOLDER_CA = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBkDCCATWgAwIBAgIUNZ8yJP17dmeR5YA7E6czPG0cz3EwCgYIKoZIzj0EAwIw\n"
+    "HDEaMBgGA1UEAwwRcGktc3RyZWFtIHRlc3QgQ0EwIBcNMjYxMjA4MDUyODUzWhgP\n"
+    "MjEyNjExMTQwNTI4NTNaMBwxGjAYBgNVBAMMEXBpLXN0cmVhbSB0ZXN0IENBMFkw\n"
+    "EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEuM9xPC/zjFcvYKCCuJgQdfnhaXHFxRE0\n"
+    "BEvpU33tO/ZSk6/im3Lz6NLy2iI9kHpKOYkriP/ikkAGCBfnnkZ0/6NTMFEwHQYD\n"
+    "VR0OBBYEFEXgRz7itNjqg8NafCLdzcyYBqDtMB8GA1UdIwQYMBaAFEXgRz7itNjq\n"
+    "g8NafCLdzcyYBqDtMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIh\n"
+    "AKNAGIIxC6Uf6sWC3jpheWcVpLGiZ4LmApKbnOjizhy9AiEApOwZhaUS7BCI9xvI\n"
+    "3idtjDTZP0xg/mdsFMusd5dLQ+g=\n"
+    "-----END CERTIFICATE-----\n"
+)
 
 
 def login_files(site: dict) -> dict[str, str]:

@@ -13,6 +13,7 @@ to the Pi and the login service gets as a systemd credential.
 from __future__ import annotations
 
 import re
+import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,15 @@ class Login:
         return self.oidc is not None or self.proxy is not None
 
 
+def loads_as_ca(pem: str) -> bool:
+    """Whether TLS takes the text as trusted certificates, exactly as the login service loads login.ca_file."""
+    try:
+        ssl.create_default_context().load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        return False
+    return "-----BEGIN CERTIFICATE-----" in pem
+
+
 def https_url_problem(value: str) -> str:
     """What is wrong with an issuer URL, or "". https only: the ID token and the code cross this connection."""
     parts = urlsplit(value)
@@ -84,8 +94,9 @@ def parse_login(section: Fields, directory: Path, https: bool) -> Login:
     if not section.absent("ca_file"):
         ca_file = site_file(section, "ca_file", directory, secret=False)
         ca_pem = ca_file.read_text(encoding="ascii", errors="replace") if ca_file is not None else ""
-        if ca_file is not None and "-----BEGIN CERTIFICATE-----" not in ca_pem:
-            section.error("ca_file", f"{ca_file} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        if ca_file is not None and not loads_as_ca(ca_pem):
+            # Checked here, as the Pi's login service will load it: a file it cannot load would stop the service.
+            section.error("ca_file", f"{ca_file} is not a PEM CA certificate that TLS can load (-----BEGIN CERTIFICATE----- ...)")
             ca_file, ca_pem = None, ""
     if not password and oidc is None and proxy is None:
         section.error("password", "false leaves no way to log in: add login.oidc or login.proxy, or set password: true")

@@ -147,3 +147,9 @@ def test_deploy_and_verify_name_the_redirect_uris_to_register(tmp_path):
     print_urls(site, console)
     assert lines[-2:] == ["OpenID Connect: register these redirect URIs for client pi-stream at https://id.example.org:",
                           "  https://192.0.2.10/auth/oidc/callback"]
+
+
+def test_a_ca_file_tls_cannot_load_is_refused_before_it_reaches_the_pi(tmp_path):
+    directory = site_with(tmp_path, {"oidc": OIDC, "ca_file": "ca.pem"}, {"bob": {"emails": ["bob@example.org"]}})
+    (directory / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIBnotreally\n-----END CERTIFICATE-----\n")
+    assert "not a PEM CA certificate that TLS can load" in problems_by_path(directory)["login.ca_file"]
